@@ -1,0 +1,80 @@
+"""Retrievers: one interface, several ways to rank corpus records for a query.
+
+``jaccard`` is the seed pipeline's keyword overlap, kept bit-for-bit so runs
+can be compared; ``hnsw`` is dense ANN over an index built by
+:func:`lakevec.index.build_index`; ``exact`` is brute-force dense search over
+the same stored vectors (the ground truth for ANN recall).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from lakevec.corpus import PlaybookRecord
+
+_TOKEN_SPLIT = re.compile(r"[^a-z0-9_]+")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved record and its score (cosine similarity for dense retrievers)."""
+
+    record: PlaybookRecord
+    score: float
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Ranks records for a query. Results are best first, at most ``k`` long."""
+
+    name: str
+
+    def search(self, query: str, k: int) -> list[Hit]: ...
+
+
+def tokenize(text: str) -> set[str]:
+    """The seed's tokenizer: lower-case, split on non ``[a-z0-9_]``, keep tokens of 3+ chars."""
+    return {t for t in _TOKEN_SPLIT.split(text.lower()) if len(t) >= 3}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a or not b:
+        return 0.0
+    inter = len(a & b)
+    union = len(a) + len(b) - inter
+    return inter / union if union else 0.0
+
+
+def jaccard_text(record: PlaybookRecord) -> str:
+    """The text the seed scores with Jaccard: title, content and tags."""
+    return f"{record.title} {record.content} {' '.join(record.tags)}"
+
+
+class JaccardRetriever:
+    """The seed's retrieval: Jaccard overlap of token sets, a full scan per query.
+
+    Ties keep corpus order (the seed's sort is stable), and the seed's
+    order of operations is kept: take the top ``k`` first, then drop zeros.
+    """
+
+    name = "jaccard"
+
+    def __init__(self, records: Iterable[PlaybookRecord]) -> None:
+        self._records = list(records)
+        self._tokens = [tokenize(jaccard_text(r)) for r in self._records]
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        q = tokenize(query)
+        scored = sorted(
+            ((jaccard(q, toks), i) for i, toks in enumerate(self._tokens)),
+            key=lambda s: -s[0],
+        )
+        return [Hit(self._records[i], score) for score, i in scored[: max(k, 0)] if score > 0]
+
+
+def drop_non_positive(hits: Sequence[Hit]) -> list[Hit]:
+    """Keep hits with a strictly positive score, as the seed does after ranking."""
+    return [h for h in hits if h.score > 0]
