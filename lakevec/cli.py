@@ -17,8 +17,20 @@ from typing import Any, TypeVar
 import click
 
 from lakevec import __version__
+from lakevec.corpus import CorpusFormat
 from lakevec.errors import LakevecError, UsageProblem
-from lakevec.paths import resolve_root
+from lakevec.index import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_KEEP,
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_M,
+    DEFAULT_REBUILD_THRESHOLD,
+    HnswParams,
+)
+from lakevec.indexer import index_corpus
+from lakevec.paths import default_corpus, default_index, resolve_root
+from lakevec.retrieve import open_dense
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,6 +78,168 @@ def main(ctx: click.Context, root: Path | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["root"] = resolve_root(root)
+
+
+def _index_dir(ctx: click.Context, index: Path | None) -> Path:
+    return index if index is not None else default_index(root_from(ctx))
+
+
+INDEX_OPTION = click.option(
+    "--index",
+    "index",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Index directory. Default: <root>/index/.",
+)
+MODEL_OPTION = click.option(
+    "--model",
+    default=None,
+    metavar="PATH",
+    help="Local sentence-transformers model directory. Default: the model the index was "
+    "built with; for a new index the packaged all-MiniLM-L6-v2. Never downloads.",
+)
+
+
+@main.command("build-index")
+@click.option(
+    "--corpus",
+    type=click.Path(dir_okay=True, path_type=Path),
+    default=None,
+    help="Corpus JSONL (or a BEIR directory). Default: <root>/exports/rag/playbooks.jsonl.",
+)
+@INDEX_OPTION
+@MODEL_OPTION
+@click.option(
+    "--format",
+    "corpus_format",
+    type=click.Choice(["auto", "playbooks", "beir"]),
+    default="auto",
+    show_default=True,
+    help="Corpus record shape: playbook records, or BEIR documents (_id, title, text). "
+    "auto decides from the first record.",
+)
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on the first malformed line.")
+@click.option(
+    "--full", is_flag=True, help="Rebuild from scratch instead of updating incrementally."
+)
+@click.option("--m", "m", type=click.IntRange(2, 256), default=None,
+              help=f"HNSW M (graph degree). Default {DEFAULT_M}, or the existing index's.")
+@click.option("--ef-construction", type=click.IntRange(8, 4096), default=None,
+              help=f"HNSW ef_construction. Default {DEFAULT_EF_CONSTRUCTION}.")
+@click.option("--ef-search", type=click.IntRange(1, 4096), default=None,
+              help=f"HNSW ef at query time (stored in the manifest). Default {DEFAULT_EF_SEARCH}.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None,
+              help="Texts per model forward pass. Default 64.")
+@click.option("--keep", type=click.IntRange(1, 1000), default=DEFAULT_KEEP, show_default=True,
+              help="Snapshots to keep; older ones are deleted after a successful build.")
+@click.option("--rebuild-threshold", type=click.FloatRange(0.0, 1.0, min_open=True),
+              default=DEFAULT_REBUILD_THRESHOLD, show_default=True,
+              help="Rebuild the HNSW graph from stored vectors (no re-embedding) once "
+              "deletions+replacements since the last graph build exceed this share of records.")
+@click.option("--lock-timeout", type=click.FloatRange(0.0), default=DEFAULT_LOCK_TIMEOUT,
+              show_default=True, help="Seconds to wait for another running build.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build summary as one JSON object.")
+@click.pass_context
+@domain_errors
+def build_index_cmd(
+    ctx: click.Context,
+    corpus: Path | None,
+    index: Path | None,
+    model: str | None,
+    corpus_format: CorpusFormat,
+    strict: bool,
+    full: bool,
+    m: int | None,
+    ef_construction: int | None,
+    ef_search: int | None,
+    batch_size: int | None,
+    keep: int,
+    rebuild_threshold: float,
+    lock_timeout: float,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Embed the corpus and build (or incrementally update) the HNSW index.
+
+    Embedded text per record: title + " " + content. Unchanged records are
+    never re-embedded. The new snapshot is swapped in atomically.
+    """
+    root = root_from(ctx)
+    params = None
+    if any(v is not None for v in (m, ef_construction, ef_search)):
+        params = HnswParams(
+            M=m or DEFAULT_M,
+            ef_construction=ef_construction or DEFAULT_EF_CONSTRUCTION,
+            ef_search=ef_search or DEFAULT_EF_SEARCH,
+        )
+    report = index_corpus(
+        corpus or default_corpus(root),
+        _index_dir(ctx, index),
+        model=model,
+        corpus_format=corpus_format,
+        strict=strict,
+        full=full,
+        params=params,
+        progress=not quiet,
+        keep=keep,
+        rebuild_threshold=rebuild_threshold,
+        lock_timeout=lock_timeout,
+        batch_size=batch_size,
+    )
+    if report.problems and not quiet:
+        first = "; ".join(report.problems[:3])
+        click.echo(f"warning: skipped {report.skipped} bad corpus line(s): {first}", err=True)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    verb = "updated" if report.mode == "incremental" else "built"
+    if not report.changed:
+        click.echo(f"index {report.index_dir} is up to date ({report.snapshot}, "
+                   f"{report.records} records)")
+        return
+    click.echo(
+        f"{verb} {report.snapshot}: {report.records} records "
+        f"(+{report.added} ~{report.updated} meta {report.metadata_updated} "
+        f"-{report.deleted}; {report.skipped} skipped, {report.duplicates} duplicate ids) "
+        f"in {report.seconds:.1f} s, {report.records_per_s:.1f} records/s → {report.index_dir}"
+    )
+
+
+@main.command("search")
+@click.argument("text")
+@click.option("-k", "k", type=click.IntRange(1, 10_000), default=8, show_default=True,
+              help="Number of results (clamped to the index size).")
+@INDEX_OPTION
+@MODEL_OPTION
+@click.option("--exact", is_flag=True, help="Brute-force search over all vectors instead of HNSW.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array of {rank, id, score, title, success_score, tags}.")
+@click.pass_context
+@domain_errors
+def search_cmd(
+    ctx: click.Context,
+    text: str,
+    k: int,
+    index: Path | None,
+    model: str | None,
+    exact: bool,
+    as_json: bool,
+) -> None:
+    """Search the index for TEXT and print rank, id, score and title."""
+    if not text.strip():
+        raise UsageProblem("search text is empty — pass the query as an argument")
+    retriever = open_dense(_index_dir(ctx, index), model=model, exact=exact)
+    hits = retriever.search(text, k)
+    if as_json:
+        emit_json([
+            {"rank": i, "id": h.record.id, "score": round(h.score, 6), "title": h.record.title,
+             "success_score": h.record.success_score, "tags": h.record.tags}
+            for i, h in enumerate(hits, start=1)
+        ])
+        return
+    for i, h in enumerate(hits, start=1):
+        click.echo(f"{i:>3}  {h.score:6.3f}  {h.record.id}  {h.record.title}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,9 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from lakevec.corpus import PlaybookRecord
+from lakevec.corpus import CorpusFormat, PlaybookRecord, read_corpus
+from lakevec.embed import Embedder, load_embedder
+from lakevec.errors import UsageProblem
+from lakevec.index import IndexSnapshot, check_model, open_index
+from lakevec.paths import default_corpus, default_index
 
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9_]+")
 
@@ -78,3 +83,52 @@ class JaccardRetriever:
 def drop_non_positive(hits: Sequence[Hit]) -> list[Hit]:
     """Keep hits with a strictly positive score, as the seed does after ranking."""
     return [h for h in hits if h.score > 0]
+
+
+class DenseRetriever:
+    """Dense retrieval over an index snapshot: HNSW (``hnsw``) or brute force (``exact``)."""
+
+    def __init__(self, snapshot: IndexSnapshot, embedder: Embedder, *, exact: bool = False) -> None:
+        self.snapshot = snapshot
+        self.embedder = embedder
+        self.exact = exact
+        self.name = "exact" if exact else "hnsw"
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        vec = self.embedder.encode([query])
+        find = self.snapshot.exact if self.exact else self.snapshot.knn
+        rows, scores = find(vec, k)
+        return [
+            Hit(self.snapshot.record(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True)
+        ]
+
+
+def open_dense(
+    index_dir: Path, *, model: str | None = None, exact: bool = False
+) -> DenseRetriever:
+    """Open the live index snapshot with its own model (or a verified ``model``)."""
+    snapshot = open_index(index_dir)
+    spec = model or snapshot.manifest.model.spec
+    check_model(snapshot.manifest, spec)
+    return DenseRetriever(snapshot, load_embedder(spec), exact=exact)
+
+
+RETRIEVERS = ("hnsw", "exact", "jaccard")
+
+
+def open_retriever(
+    kind: str,
+    *,
+    root: Path,
+    index_dir: Path | None = None,
+    corpus_path: Path | None = None,
+    model: str | None = None,
+    corpus_format: CorpusFormat = "auto",
+) -> Retriever:
+    """Open a retriever by name; dense ones read the index, ``jaccard`` the corpus."""
+    if kind in ("hnsw", "exact"):
+        return open_dense(index_dir or default_index(root), model=model, exact=kind == "exact")
+    if kind == "jaccard":
+        corpus = read_corpus(corpus_path or default_corpus(root), corpus_format)
+        return JaccardRetriever(corpus.records.values())
+    raise UsageProblem(f"unknown retriever {kind!r}; choose one of {', '.join(RETRIEVERS)}")

@@ -1,0 +1,70 @@
+"""The indexer: corpus file → embedded, versioned HNSW index (full or incremental)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lakevec.corpus import CorpusFormat, read_corpus
+from lakevec.embed import DEFAULT_MODEL, Embedder, load_embedder
+from lakevec.errors import IndexCorruptError, IndexMissingError
+from lakevec.index import (
+    DEFAULT_KEEP,
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_REBUILD_THRESHOLD,
+    BuildReport,
+    Clock,
+    HnswParams,
+    build_index,
+    current_snapshot_dir,
+    read_manifest,
+    utc_now,
+)
+
+
+def existing_model_spec(index_dir: Path) -> str | None:
+    """The model spec of the live snapshot, if there is a readable one."""
+    try:
+        return read_manifest(current_snapshot_dir(index_dir)).model.spec
+    except (IndexMissingError, IndexCorruptError):
+        return None
+
+
+def index_corpus(
+    corpus_path: Path,
+    index_dir: Path,
+    *,
+    model: str | None = None,
+    corpus_format: CorpusFormat = "auto",
+    strict: bool = False,
+    full: bool = False,
+    params: HnswParams | None = None,
+    progress: bool = False,
+    keep: int = DEFAULT_KEEP,
+    rebuild_threshold: float = DEFAULT_REBUILD_THRESHOLD,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    batch_size: int | None = None,
+    embedder: Embedder | None = None,
+    clock: Clock = utc_now,
+) -> BuildReport:
+    """Read the corpus and bring the index at ``index_dir`` up to date with it.
+
+    Without ``model`` an existing index keeps its own model (so a cron reindex
+    needs no flags); a new index uses the packaged all-MiniLM-L6-v2.
+    """
+    corpus = read_corpus(corpus_path, corpus_format, strict=strict)
+    if embedder is None:
+        spec = model or (None if full else existing_model_spec(index_dir)) or DEFAULT_MODEL
+        embedder = load_embedder(spec)
+    return build_index(
+        corpus,
+        index_dir,
+        embedder,
+        params=params,
+        full=full,
+        progress=progress,
+        keep=keep,
+        rebuild_threshold=rebuild_threshold,
+        lock_timeout=lock_timeout,
+        batch_size=batch_size,
+        clock=clock,
+    )

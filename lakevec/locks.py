@@ -1,0 +1,56 @@
+"""Advisory file locks (``fcntl.flock``) with a timeout and a holder pid.
+
+flock locks die with their process, so a SIGKILLed holder never leaves a
+stale lock behind; the pid written into the lock file is only for messages.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lakevec.errors import IndexLockedError
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return "unknown"
+    return text or "unknown"
+
+
+@contextmanager
+def exclusive_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``; wait at most ``timeout`` seconds.
+
+    Raises :class:`IndexLockedError` naming the holder's pid when it times out.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexLockedError(
+                        f"another {what} is running, pid {_holder(path)} (lock {path}) — "
+                        "wait for it to finish or raise --lock-timeout"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

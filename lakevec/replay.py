@@ -1,0 +1,257 @@
+"""The replay pipeline: retrieve → bundle → prompt → local model → gate → escalate → log.
+
+Behaviour follows the seed runtimes: a failed model call or a failed gate is
+*recorded* in ``validation_result`` (the run is still logged); infrastructure
+failures (no index, unreadable corpus, log not writable) raise
+:class:`~lakevec.errors.LakevecError` subclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from lakevec import __version__
+from lakevec.bundle import ContextBundle, build_context_bundle, build_prompt
+from lakevec.errors import UsageProblem
+from lakevec.evidence import Provenance, ReplayResult, RetrievedIds, append_evidence
+from lakevec.gateway import ChatGateway, ChatResult
+from lakevec.retrieve import Retriever
+from lakevec.validate import ValidationResult, validate_response
+
+__all__ = [
+    "DEFAULT_ESCALATION_MODEL",
+    "DEFAULT_LOCAL_MODEL",
+    "ESCALATION_MODEL_ENV",
+    "LOCAL_MODEL_ENV",
+    "MAX_TASK_CHARS",
+    "Clock",
+    "ReplayRequest",
+    "SystemClock",
+    "dry_run_response",
+    "escalation_model_from_env",
+    "format_recorded_at",
+    "local_model_from_env",
+    "replay",
+    "task_hash",
+]
+
+LOCAL_MODEL_ENV = "LH_REPLAY_LOCAL_MODEL"
+ESCALATION_MODEL_ENV = "LH_REPLAY_ESCALATION_MODEL"
+DEFAULT_LOCAL_MODEL = "qwen3.5:latest"
+DEFAULT_ESCALATION_MODEL = "deepseek-v3.1:671b"
+# A task is a prompt, not a document: beyond this it would dwarf the context
+# bundle and most local models' windows, so it is refused up front.
+MAX_TASK_CHARS = 100_000
+ESCALATED_SUFFIX = "\n\n[ESCALATED]"
+
+
+def local_model_from_env() -> str:
+    return os.environ.get(LOCAL_MODEL_ENV) or DEFAULT_LOCAL_MODEL
+
+
+def escalation_model_from_env() -> str:
+    return os.environ.get(ESCALATION_MODEL_ENV) or DEFAULT_ESCALATION_MODEL
+
+
+class ReplayRequest(BaseModel):
+    """What to replay and how (the seed's ReplayRequest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    local_only: bool = False  # never escalate; just record the gate's verdict
+    allow_escalation: bool = False  # try the escalation model when the gate fails
+    no_retrieval: bool = False  # baseline: no context bundle
+    dry_run: bool = False  # deterministic synthetic answer, no gateway call
+
+
+class Clock(Protocol):
+    """Wall time for ``recorded_at`` and a monotonic timer for ``duration_ms``."""
+
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def format_recorded_at(moment: datetime) -> str:
+    """``Date.prototype.toISOString()``: UTC, millisecond precision, ``Z`` suffix."""
+    if moment.tzinfo is None:
+        raise ValueError("recorded_at needs a timezone-aware datetime")
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def task_hash(task: str) -> str:
+    return hashlib.sha256(task.encode("utf-8")).hexdigest()
+
+
+def recorded_run_id(hash_hex: str, recorded_at: str) -> str:
+    """``replay:<task_hash[:16]>:<sha256(recorded_at)[:12]>`` (the Go port's rule)."""
+    return f"replay:{hash_hex[:16]}:{task_hash(recorded_at)[:12]}"
+
+
+def check_task(task: str) -> None:
+    """Refuse tasks the pipeline cannot meaningfully run (raises UsageProblem)."""
+    if not task.strip():
+        raise UsageProblem("--task is empty; pass the task text to replay")
+    if len(task) > MAX_TASK_CHARS:
+        raise UsageProblem(
+            f"--task is {len(task):,} characters; the limit is {MAX_TASK_CHARS:,} — "
+            "pass a task description, not a document"
+        )
+    try:
+        task.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageProblem("--task is not valid UTF-8 text") from None
+
+
+def dry_run_response(task: str, bundle: ContextBundle | None) -> str:
+    """The seed's deterministic synthetic answer that echoes the bundle's signals."""
+    lines = [f"Synthetic dry-run response for task: {task[:120]}", ""]
+    if bundle is not None:
+        lines.append(
+            f"Retrieved {len(bundle.retrieved_playbooks)} playbooks; "
+            f"{len(bundle.prior_successful_outputs)} accepted, "
+            f"{len(bundle.failure_patterns)} partial."
+        )
+        if bundle.validation_steps:
+            lines.append("Following validation checklist:")
+            lines += [f"- {step}" for step in bundle.validation_steps[:3]]
+        if bundle.prior_successful_outputs:
+            lines += ["", f"Anchored on prior accepted: {bundle.prior_successful_outputs[0].title}"]
+    else:
+        lines.append(
+            "No retrieval context — answering from task alone. "
+            "Verify and check produced output before approving."
+        )
+    return "\n".join(lines)
+
+
+@dataclass
+class _DryRunGateway:
+    """Answers without a network; the second call is marked ``[ESCALATED]`` like the seed."""
+
+    response: str
+    calls: int = field(default=0)
+
+    def chat(self, model: str, system: str, user: str) -> ChatResult:
+        self.calls += 1
+        suffix = ESCALATED_SUFFIX if self.calls >= 2 else ""
+        return ChatResult(ok=True, content=self.response + suffix)
+
+
+def _provenance(retriever: Retriever | None, api: str) -> Provenance:
+    def attr(name: str) -> str | None:
+        value = getattr(retriever, name, None)
+        return value if isinstance(value, str) else None
+
+    version = getattr(retriever, "index_version", None)
+    return Provenance(
+        version=__version__,
+        retriever=getattr(retriever, "name", None) if retriever is not None else None,
+        index_version=version if isinstance(version, str | int) else None,
+        manifest_sha256=attr("manifest_sha256"),
+        embedding_model=attr("model_id") or attr("embedding_model"),
+        gateway_api=api,
+    )
+
+
+def replay(
+    request: ReplayRequest,
+    *,
+    retriever: Retriever | None,
+    gateway: ChatGateway | None,
+    evidence_path: Path | None,
+    local_model: str | None = None,
+    escalation_model: str | None = None,
+    clock: Clock | None = None,
+) -> ReplayResult:
+    """Run one replay and append its ``replay_run.v1`` row to ``evidence_path``.
+
+    ``retriever`` may be None only with ``no_retrieval``; ``gateway`` only with
+    ``dry_run``. ``evidence_path=None`` skips logging (library use). Models
+    default to ``$LH_REPLAY_LOCAL_MODEL`` / ``$LH_REPLAY_ESCALATION_MODEL``.
+    """
+    check_task(request.task)
+    if retriever is None and not request.no_retrieval:
+        raise UsageProblem("a retriever is required unless no_retrieval is set")
+    if gateway is None and not request.dry_run:
+        raise UsageProblem("a gateway is required unless dry_run is set")
+    clock = clock or SystemClock()
+    local = local_model or local_model_from_env()
+    escalation = escalation_model or escalation_model_from_env()
+
+    started = clock.monotonic()
+    recorded_at = format_recorded_at(clock.now())
+    hash_hex = task_hash(request.task)
+
+    bundle = None
+    if retriever is not None and not request.no_retrieval:
+        bundle = build_context_bundle(retriever, request.task)
+    prompt = build_prompt(request.task, bundle)
+    caller: ChatGateway
+    if request.dry_run:
+        caller = _DryRunGateway(dry_run_response(request.task, bundle))
+        api = "dry-run"
+    else:
+        assert gateway is not None
+        caller = gateway
+        api = str(getattr(gateway, "api", type(gateway).__name__))
+
+    path = [local]
+    model_used = local
+    response = ""
+    first = caller.chat(local, prompt.system, prompt.user)
+    if first.ok:
+        response = first.content
+        verdict = validate_response(response, bundle)
+    else:
+        verdict = ValidationResult(passed=False, reasons=[f"local call failed: {first.error}"])
+
+    if not verdict.passed and request.allow_escalation and not request.local_only:
+        path.append(escalation)
+        second = caller.chat(escalation, prompt.system, prompt.user)
+        if second.ok:
+            response = second.content
+            model_used = escalation
+            verdict = validate_response(response, bundle)
+            if verdict.passed:
+                verdict.reasons.insert(0, f"recovered via escalation to {escalation}")
+        else:
+            verdict.reasons.append(f"escalation also failed: {second.error}")
+
+    result = ReplayResult(
+        input_task=request.task,
+        task_hash=hash_hex,
+        retrieved_artifacts=RetrievedIds(
+            rag_ids=[a.rag_id for a in bundle.retrieved_playbooks] if bundle else []
+        ),
+        context_bundle=bundle,
+        model_response=response,
+        model_used=model_used,
+        escalation_path=path,
+        validation_result=verdict,
+        recorded_run_id=recorded_run_id(hash_hex, recorded_at),
+        recorded_at=recorded_at,
+        duration_ms=max(0, int((clock.monotonic() - started) * 1000)),
+        lakevec=_provenance(None if request.no_retrieval else retriever, api),
+    )
+    if evidence_path is not None:
+        append_evidence(evidence_path, result)
+    return result
