@@ -229,8 +229,8 @@ def search_cmd(
     """Search the index for TEXT and print rank, id, score and title."""
     if not text.strip():
         raise UsageProblem("search text is empty — pass the query as an argument")
-    retriever = open_dense(_index_dir(ctx, index), model=model, exact=exact)
-    hits = retriever.search(text, k)
+    with open_dense(_index_dir(ctx, index), model=model, exact=exact) as retriever:
+        hits = retriever.search(text, k)
     if as_json:
         emit_json([
             {"rank": i, "id": h.record.id, "score": round(h.score, 6), "title": h.record.title,
@@ -240,6 +240,86 @@ def search_cmd(
         return
     for i, h in enumerate(hits, start=1):
         click.echo(f"{i:>3}  {h.score:6.3f}  {h.record.id}  {h.record.title}")
+
+
+@main.command("replay")
+@click.option("--task", required=True, help="The task text to replay.")
+@click.option("--local-only", is_flag=True, help="Never escalate; just record the gate's verdict.")
+@click.option("--allow-escalation", is_flag=True,
+              help="When the gate fails, retry once with the escalation model.")
+@click.option("--no-retrieval", is_flag=True,
+              help="Baseline run without a context bundle (no index or corpus needed).")
+@click.option("--dry-run", is_flag=True,
+              help="Use the deterministic synthetic response instead of calling a model.")
+@click.option("--retriever", "retriever_kind", type=click.Choice(["hnsw", "exact", "jaccard"]),
+              default="hnsw", show_default=True,
+              help="hnsw: ANN over the index; exact: brute force over the index; "
+              "jaccard: the seed's keyword overlap over the corpus.")
+@INDEX_OPTION
+@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None,
+              help="Corpus JSONL for --retriever jaccard. "
+              "Default: <root>/exports/rag/playbooks.jsonl.")
+@MODEL_OPTION
+@click.option("--gateway", "gateway_url", envvar="LH_GATEWAY_URL",
+              default="http://localhost:3100", show_default=True,
+              help="Chat gateway base URL. Env: LH_GATEWAY_URL.")
+@click.option("--api", type=click.Choice(["lakehouse", "openai"]), default="lakehouse",
+              show_default=True,
+              help="lakehouse: POST /v1/chat with a provider; openai: POST /v1/chat/completions "
+              "(bearer key from $LAKEVEC_API_KEY if set).")
+@click.option("--local-model", envvar="LH_REPLAY_LOCAL_MODEL", default="qwen3.5:latest",
+              show_default=True, help="Model tried first. Env: LH_REPLAY_LOCAL_MODEL.")
+@click.option("--escalation-model", envvar="LH_REPLAY_ESCALATION_MODEL",
+              default="deepseek-v3.1:671b", show_default=True,
+              help="Model tried when the gate fails and --allow-escalation is set. "
+              "Env: LH_REPLAY_ESCALATION_MODEL.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=180.0,
+              show_default=True, help="Seconds to wait for each model call.")
+@click.option("--evidence", "evidence_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None,
+              help="Evidence log to append to. Default: <root>/data/_kb/replay_runs.jsonl.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the full ReplayResult (untruncated response) as one JSON object.")
+@click.pass_context
+@domain_errors
+def replay_cmd(
+    ctx: click.Context,
+    task: str,
+    local_only: bool,
+    allow_escalation: bool,
+    no_retrieval: bool,
+    dry_run: bool,
+    retriever_kind: str,
+    index: Path | None,
+    corpus_path: Path | None,
+    model: str | None,
+    gateway_url: str,
+    api: str,
+    local_model: str,
+    escalation_model: str,
+    timeout: float,
+    evidence_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Replay TASK: retrieve, prompt the local model, validate, maybe escalate, log.
+
+    Exit 0 when the run was recorded (even if validation failed), 1 on
+    infrastructure failure (index, corpus, evidence log), 2 on usage errors.
+    """
+    from lakevec.replay import ReplayRequest, format_report, run_replay
+
+    request = ReplayRequest(task=task, local_only=local_only, allow_escalation=allow_escalation,
+                            no_retrieval=no_retrieval, dry_run=dry_run)
+    result = run_replay(
+        request, root=root_from(ctx), retriever_kind=retriever_kind, index_dir=index,
+        corpus_path=corpus_path, model=model, gateway_url=gateway_url, api=api, timeout=timeout,
+        local_model=local_model, escalation_model=escalation_model, evidence_path=evidence_path,
+    )
+    if as_json:
+        emit_json(result.model_dump(mode="json"))
+    else:
+        click.echo(format_report(result))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -51,7 +51,7 @@ from lakevec.errors import (
 )
 from lakevec.locks import exclusive_lock
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 CURRENT_FILE = "CURRENT"
 SNAPSHOTS_DIR = "snapshots"
 LOCK_FILE = ".lock"
@@ -326,13 +326,17 @@ class IndexSnapshot:
                 f"{path}: record arrays disagree with the manifest — "
                 "run `lakevec build-index --full`"
             )
-        self._vectors: Vectors | None = None
-        # Keep the record store open: a later GC of this snapshot unlinks the
-        # file, but an open handle stays readable on POSIX.
-        self._records_fh: IO[bytes] = (path / "records.jsonl").open("rb")
+        # Map the vectors now rather than on first use: a build may garbage-
+        # collect this snapshot while a long-lived reader still serves it, and
+        # a mapping (like an open handle) outlives the unlink on POSIX.
+        self._vectors: Vectors = np.load(path / "vectors.npy", mmap_mode="r")
         self._hnsw: Any = None
         if graph and manifest.counts.records:
             self._hnsw = self._load_graph()
+        # Keep the record store open: a later GC of this snapshot unlinks the
+        # file, but an open handle stays readable on POSIX.
+        self._records_fh: IO[bytes] = (path / "records.jsonl").open("rb")
+        self._records_size = os.fstat(self._records_fh.fileno()).st_size
 
     def _load_graph(self) -> Any:
         hnswlib = _hnswlib()
@@ -372,8 +376,6 @@ class IndexSnapshot:
     @property
     def vectors(self) -> Vectors:
         """All live vectors, row-aligned with :attr:`labels` (memory-mapped)."""
-        if self._vectors is None:
-            self._vectors = np.load(self.path / "vectors.npy", mmap_mode="r")
         return self._vectors
 
     def rows_for_labels(self, labels: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -386,13 +388,18 @@ class IndexSnapshot:
         return rows.astype(np.int64)
 
     def record(self, row: int) -> StoredRecord:
-        self._records_fh.seek(int(self.offsets[row]))
-        return StoredRecord.model_validate_json(self._records_fh.readline())
+        # pread, not seek+readline: threads sharing one snapshot must not race
+        # on the file position.
+        start = int(self.offsets[row])
+        end = int(self.offsets[row + 1]) if row + 1 < len(self.offsets) else self._records_size
+        return StoredRecord.model_validate_json(
+            os.pread(self._records_fh.fileno(), end - start, start)
+        )
 
     def iter_records(self) -> Iterator[StoredRecord]:
-        with (self.path / "records.jsonl").open("rb") as fh:
-            for line in fh:
-                yield StoredRecord.model_validate_json(line)
+        """Every stored record in row order (read via the open handle, GC-proof)."""
+        for row in range(len(self.offsets)):
+            yield self.record(row)
 
     def _check_query(self, queries: npt.NDArray[Any]) -> Vectors:
         q = np.asarray(queries, dtype=np.float32)
@@ -446,12 +453,31 @@ def open_index(
     checksums: bool = True,
     graph: bool = True,
 ) -> IndexSnapshot:
-    """Open the live snapshot of ``index_dir`` after verifying manifest and files."""
+    """Open the live snapshot of ``index_dir`` after verifying manifest and files.
+
+    A build may swap ``CURRENT`` and garbage-collect the snapshot a reader has
+    just resolved; when the pointer moved meanwhile, the open is retried on
+    the new (complete) snapshot instead of failing.
+    """
     index_dir = Path(index_dir)
-    snap = current_snapshot_dir(index_dir)
-    manifest = read_manifest(snap)
-    verify_files(snap, manifest, checksums=checksums)
-    return IndexSnapshot(snap, manifest, graph=graph)
+    for attempt in range(5):
+        pointer = _read_pointer(index_dir)
+        try:
+            snap = current_snapshot_dir(index_dir)
+            manifest = read_manifest(snap)
+            verify_files(snap, manifest, checksums=checksums)
+            return IndexSnapshot(snap, manifest, graph=graph)
+        except (IndexCorruptError, FileNotFoundError):
+            if attempt == 4 or _read_pointer(index_dir) == pointer:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_pointer(index_dir: Path) -> str | None:
+    try:
+        return (index_dir / CURRENT_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def check_model(manifest: IndexManifest, embedder_or_spec: Embedder | str) -> None:
@@ -665,7 +691,9 @@ def build_index(
         clean_leftovers(index_dir)
         previous = None
         if not full and (index_dir / CURRENT_FILE).exists():
-            previous = open_index(index_dir)
+            # The graph is loaded only if it is updated in place: a no-change
+            # run or a graph rebuild never needs it.
+            previous = open_index(index_dir, graph=False)
         try:
             return _build_locked(
                 corpus,
@@ -715,28 +743,29 @@ def _build_locked(
 
     phase("diff")
     plan = plan_changes(corpus, previous)
-    base = {
-        "index_dir": index_dir,
-        "records": len(plan.records),
-        "added": plan.added,
-        "updated": plan.updated,
-        "metadata_updated": plan.metadata_updated,
-        "deleted": len(plan.deleted_labels) - plan.updated,
-        "unchanged": plan.unchanged,
-        "skipped": corpus.skipped,
-        "duplicates": len(corpus.duplicates),
-        "problems": [str(p) for p in corpus.problems],
-    }
-    if previous is not None and prev_m is not None and not plan.changed:
-        if params.ef_search == prev_m.hnsw.ef_search:
-            return BuildReport(
-                snapshot=prev_m.snapshot,
-                version=prev_m.version,
-                changed=False,
-                mode="noop",
-                seconds=time.perf_counter() - t0,
-                **base,
-            )
+    report = BuildReport(
+        index_dir=index_dir,
+        snapshot=prev_m.snapshot if prev_m else "",
+        version=prev_m.version if prev_m else 0,
+        changed=False,
+        mode="noop",
+        records=len(plan.records),
+        added=plan.added,
+        updated=plan.updated,
+        metadata_updated=plan.metadata_updated,
+        deleted=len(plan.deleted_labels) - plan.updated,
+        unchanged=plan.unchanged,
+        skipped=corpus.skipped,
+        duplicates=len(corpus.duplicates),
+        problems=[str(p) for p in corpus.problems],
+    )
+    if (
+        previous is not None
+        and prev_m is not None
+        and not plan.changed
+        and params.ef_search == prev_m.hnsw.ef_search
+    ):
+        return replace(report, seconds=time.perf_counter() - t0)
 
     # Embed only what is new or changed.
     todo = plan.to_embed
@@ -772,7 +801,8 @@ def _build_locked(
     churn = (counts_prev.churn if counts_prev else 0) + len(plan.deleted_labels)
     rebuild = (
         previous is None
-        or previous._hnsw is None
+        or counts_prev is None
+        or counts_prev.records == 0
         or churn > rebuild_threshold * max(n, 1)
     )
     labels = np.asarray(plan.labels, dtype=np.int64)
@@ -786,7 +816,7 @@ def _build_locked(
         graph_elements, deleted, churn, next_label = n, 0, 0, n
     else:
         assert previous is not None and counts_prev is not None
-        graph = previous._hnsw
+        graph = previous._load_graph()
         for label in plan.deleted_labels:
             graph.mark_deleted(int(label))
         free = counts_prev.deleted + len(plan.deleted_labels)
@@ -872,7 +902,8 @@ def _build_locked(
     _fsync_path(snaps)
     _write_atomic(index_dir / CURRENT_FILE, f"{snapshot}\n".encode())
     gc_snapshots(index_dir, keep)
-    return BuildReport(
+    return replace(
+        report,
         snapshot=snapshot,
         version=version,
         changed=True,
@@ -880,7 +911,6 @@ def _build_locked(
         embedded=len(todo),
         graph_rebuilt=rebuild,
         seconds=time.perf_counter() - t0,
-        **base,
     )
 
 

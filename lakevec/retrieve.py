@@ -3,7 +3,9 @@
 ``jaccard`` is the seed pipeline's keyword overlap, kept bit-for-bit so runs
 can be compared; ``hnsw`` is dense ANN over an index built by
 :func:`lakevec.index.build_index`; ``exact`` is brute-force dense search over
-the same stored vectors (the ground truth for ANN recall).
+the same stored vectors (the ground truth for ANN recall); ``bm25``
+(:mod:`lakevec.lexical`) and ``hybrid`` (:mod:`lakevec.hybrid`, BM25 + dense
+fused by reciprocal rank fusion) are measured against them in docs/EVAL.md.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ class Hit:
 
 @runtime_checkable
 class Retriever(Protocol):
-    """Ranks records for a query. Results are best first, at most ``k`` long."""
+    """Ranks records for a query. Results are best first, at most ``k`` long.
+
+    A blank query returns ``[]``; so does a lexical query sharing no term
+    with the corpus (lexical retrievers return only records that match).
+    """
 
     name: str
 
@@ -80,6 +86,15 @@ class JaccardRetriever:
         return [Hit(self._records[i], score) for score, i in scored[: max(k, 0)] if score > 0]
 
 
+def search_many(retriever: Retriever, queries: Sequence[str], k: int) -> list[list[Hit]]:
+    """Search many queries, in one batch when the retriever supports it (dense ones do)."""
+    batch = getattr(retriever, "search_many", None)
+    if callable(batch):
+        results: list[list[Hit]] = batch(queries, k)
+        return results
+    return [retriever.search(q, k) for q in queries]
+
+
 def drop_non_positive(hits: Sequence[Hit]) -> list[Hit]:
     """Keep hits with a strictly positive score, as the seed does after ranking."""
     return [h for h in hits if h.score > 0]
@@ -94,13 +109,30 @@ class DenseRetriever:
         self.exact = exact
         self.name = "exact" if exact else "hnsw"
 
+    def close(self) -> None:
+        self.snapshot.close()
+
+    def __enter__(self) -> DenseRetriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def search(self, query: str, k: int) -> list[Hit]:
-        vec = self.embedder.encode([query])
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Like :meth:`search` for many queries; embeds them in one batch."""
+        out: list[list[Hit]] = [[] for _ in queries]
+        # A blank query carries no intent; its embedding would rank arbitrary records.
+        live = [i for i, q in enumerate(queries) if q.strip()]
+        if not live:
+            return out
         find = self.snapshot.exact if self.exact else self.snapshot.knn
-        rows, scores = find(vec, k)
-        return [
-            Hit(self.snapshot.record(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True)
-        ]
+        rows, scores = find(self.embedder.encode([queries[i] for i in live]), k)
+        for i, rs, ss in zip(live, rows, scores, strict=True):
+            out[i] = [Hit(self.snapshot.record(r), float(s)) for r, s in zip(rs, ss, strict=True)]
+        return out
 
 
 def open_dense(
@@ -108,12 +140,16 @@ def open_dense(
 ) -> DenseRetriever:
     """Open the live index snapshot with its own model (or a verified ``model``)."""
     snapshot = open_index(index_dir)
-    spec = model or snapshot.manifest.model.spec
-    check_model(snapshot.manifest, spec)
-    return DenseRetriever(snapshot, load_embedder(spec), exact=exact)
+    try:
+        spec = model or snapshot.manifest.model.spec
+        check_model(snapshot.manifest, spec)
+        return DenseRetriever(snapshot, load_embedder(spec), exact=exact)
+    except BaseException:
+        snapshot.close()
+        raise
 
 
-RETRIEVERS = ("hnsw", "exact", "jaccard")
+RETRIEVERS = ("hnsw", "exact", "jaccard", "bm25", "hybrid")
 
 
 def open_retriever(
@@ -131,4 +167,18 @@ def open_retriever(
     if kind == "jaccard":
         corpus = read_corpus(corpus_path or default_corpus(root), corpus_format)
         return JaccardRetriever(corpus.records.values())
+    if kind == "bm25":
+        from lakevec.lexical import BM25Retriever  # imports bm25s only when asked for
+
+        corpus = read_corpus(corpus_path or default_corpus(root), corpus_format)
+        return BM25Retriever(corpus.records.values())
+    if kind == "hybrid":
+        from lakevec.hybrid import HybridRetriever
+
+        dense = open_dense(index_dir or default_index(root), model=model)
+        try:
+            return HybridRetriever(dense.snapshot, dense.embedder)
+        except BaseException:
+            dense.close()
+            raise
     raise UsageProblem(f"unknown retriever {kind!r}; choose one of {', '.join(RETRIEVERS)}")

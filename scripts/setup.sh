@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create ./.venv and install lakevec into it (idempotent; fast when up to date).
+# Usage: bash scripts/setup.sh [extra]   e.g. `bash scripts/setup.sh test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+extra="${1:-}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+# torch first and pinned: 2.13.0 is a local CPU wheel here; any other request
+# would pull gigabytes of CUDA packages.
+if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
+  pip install torch==2.13.0
+fi
+pip install -e ".${extra:+[$extra]}"

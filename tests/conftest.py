@@ -1,0 +1,66 @@
+"""Shared fixtures: small corpora in tmp_path, the fake and the real embedder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakevec.embed import Embedder, HashEmbedder, load_embedder
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE_CORPUS = REPO / "exports" / "rag" / "playbooks.jsonl"
+
+
+def record(i: int | str, **overrides: Any) -> dict[str, Any]:
+    """A valid playbook record with predictable text."""
+    rid = i if isinstance(i, str) else f"pb-{i:04d}"
+    base: dict[str, Any] = {
+        "id": rid,
+        "title": f"Playbook {rid}",
+        "content": f"Steps for {rid}.\n- Verify the output of {rid}\n",
+        "tags": ["ops"],
+        "source_run_id": f"run-{rid}",
+        "success_score": "accepted",
+        "source_category": "ops",
+    }
+    base.update(overrides)
+    return base
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_corpus(tmp_path: Path) -> Callable[..., Path]:
+    def make(rows: Iterable[dict[str, Any] | str], name: str = "playbooks.jsonl") -> Path:
+        return write_jsonl(tmp_path / name, rows)
+
+    return make
+
+
+@pytest.fixture
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder(64)
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> Embedder:
+    """The packaged all-MiniLM-L6-v2, loaded once per test session."""
+    return load_embedder(None)
+
+
+def shared_dataset(name: str) -> Path:
+    """Path to a dataset under ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data is only beside the repo in CI/dev)")
+    return path

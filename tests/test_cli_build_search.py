@@ -1,0 +1,127 @@
+"""`lakevec build-index` / `lakevec search` through click's CliRunner: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lakevec.cli import main
+from lakevec.index import current_snapshot_dir
+from tests.conftest import record, write_jsonl
+
+ROWS = [
+    record(1, title="Rotate gateway API keys", content="Rotate the provider keys.\n- Verify keys"),
+    record(2, title="Rebuild vector index", content="Rebuild the HNSW graph nightly."),
+    record(3, title="Audit routing table", content="Check provider routing for drift."),
+]
+
+
+def run(*args: str, root: Path) -> Result:
+    return CliRunner().invoke(main, ["--root", str(root), *args])
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    write_jsonl(tmp_path / "exports" / "rag" / "playbooks.jsonl", ROWS)
+    return tmp_path
+
+
+def build(root: Path, *extra: str) -> Result:
+    return run("build-index", "--model", "hash:64", "--quiet", *extra, root=root)
+
+
+def test_build_then_search(root: Path) -> None:
+    result = build(root)
+    assert result.exit_code == 0, result.output
+    assert "built v000001: 3 records" in result.stdout
+    assert "records/s" in result.stdout and str(root / "index") in result.stdout
+    found = run("search", "rebuild the hnsw graph", "-k", "2", root=root)
+    assert found.exit_code == 0, found.output
+    lines = found.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].split()[0] == "1" and "pb-0002" in lines[0]
+
+
+def test_search_json(root: Path) -> None:
+    build(root)
+    found = run("search", "routing drift", "--json", "-k", "50", root=root)
+    hits = json.loads(found.stdout)
+    assert [h["rank"] for h in hits] == [1, 2, 3]  # k clamped to the 3 records
+    assert hits[0]["id"] == "pb-0003"
+    assert set(hits[0]) == {"rank", "id", "score", "title", "success_score", "tags"}
+
+
+def test_build_json_summary_and_noop(root: Path) -> None:
+    first = json.loads(build(root, "--json").stdout)
+    assert first["records"] == 3 and first["changed"] is True and first["skipped"] == 0
+    second = build(root, "--json")
+    assert json.loads(second.stdout)["changed"] is False
+    assert "up to date" in build(root).stdout
+
+
+def test_root_from_environment(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LH_DISTILL_ROOT", str(root))
+    result = CliRunner().invoke(main, ["build-index", "--model", "hash:64", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (root / "index" / "CURRENT").is_file()
+
+
+def test_malformed_line_is_skipped_with_warning(root: Path) -> None:
+    corpus = root / "exports" / "rag" / "playbooks.jsonl"
+    corpus.write_text(corpus.read_text() + "{broken\n")
+    result = run("build-index", "--model", "hash:64", "--json", root=root)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["skipped"] == 1
+    assert "line 4: malformed JSON" in result.stderr
+    strict = run("build-index", "--model", "hash:64", "--strict", "--full", root=root)
+    assert strict.exit_code == 1
+    assert "line 4: malformed JSON" in strict.stderr and "--strict" in strict.stderr
+
+
+def _one_line_error(result: Result, code: int, needle: str) -> None:
+    assert result.exit_code == code, result.output
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_missing_index(root: Path) -> None:
+    _one_line_error(run("search", "x", root=root), 1, "run `lakevec build-index` first")
+
+
+def test_missing_corpus(tmp_path: Path) -> None:
+    _one_line_error(build(tmp_path), 1, "corpus file not found")
+
+
+def test_corrupted_index(root: Path) -> None:
+    build(root)
+    graph = current_snapshot_dir(root / "index") / "hnsw.bin"
+    graph.write_bytes(graph.read_bytes()[:-10])
+    _one_line_error(run("search", "x", root=root), 1, "truncated or corrupted")
+
+
+def test_mismatched_model(root: Path) -> None:
+    build(root)
+    _one_line_error(run("search", "x", "--model", "hash:32", root=root), 1, "built with model")
+
+
+def test_model_directory_that_does_not_exist(root: Path) -> None:
+    result = run("build-index", "--model", str(root / "no-model"), root=root)
+    _one_line_error(result, 1, "model directory not found")
+
+
+def test_usage_errors_exit_2(root: Path) -> None:
+    build(root)
+    assert run("search", "   ", root=root).exit_code == 2
+    assert run("search", "x", "-k", "0", root=root).exit_code == 2
+    assert run("build-index", "--format", "csv", root=root).exit_code == 2
+    assert run("build-index", "--model", "hash:abc", root=root).exit_code == 2
+
+
+def test_every_option_has_help() -> None:
+    for command in main.commands.values():
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert getattr(param, "help", None), f"{command.name} {param.name} lacks help"

@@ -1,0 +1,192 @@
+"""Index snapshots: build, load, verify, search, clamp, corruption and model checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lakevec.corpus import read_corpus
+from lakevec.embed import HashEmbedder
+from lakevec.errors import IndexCorruptError, IndexMissingError, ModelMismatchError
+from lakevec.index import (
+    CURRENT_FILE,
+    HnswParams,
+    IndexManifest,
+    build_index,
+    check_model,
+    current_snapshot_dir,
+    open_index,
+)
+from lakevec.retrieve import DenseRetriever
+from tests.conftest import record
+
+WORDS = [
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta",
+    "theta", "kappa", "lambda", "sigma", "omega",
+]
+
+
+def _rows(n: int) -> list[dict[str, object]]:
+    rng = np.random.default_rng(7)
+    return [
+        record(i, content=" ".join(rng.choice(WORDS, size=12)) + f" uniq{i}") for i in range(n)
+    ]
+
+
+@pytest.fixture
+def built(make_corpus, tmp_path: Path, hash_embedder: HashEmbedder) -> Path:
+    index_dir = tmp_path / "index"
+    build_index(read_corpus(make_corpus(_rows(200))), index_dir, hash_embedder)
+    return index_dir
+
+
+def test_build_writes_a_complete_verified_snapshot(built: Path) -> None:
+    snap = current_snapshot_dir(built)
+    assert snap.name == "v000001"
+    manifest = IndexManifest.model_validate_json((snap / "manifest.json").read_bytes())
+    assert manifest.counts.records == 200
+    assert manifest.model.model_id == "hash:64" and manifest.model.dimension == 64
+    assert manifest.metric == "cosine"
+    assert set(manifest.files) == {
+        "hnsw.bin", "vectors.npy", "labels.npy", "offsets.npy", "records.jsonl"
+    }
+    with open_index(built) as index:
+        assert len(index) == 200
+        # hnswlib forgets ef on save; the loader must re-apply the manifest's.
+        assert index._hnsw.ef == manifest.hnsw.ef_search
+        norms = np.linalg.norm(np.asarray(index.vectors), axis=1)
+        assert np.allclose(norms, 1.0, atol=1e-5)
+    assert not list(built.glob(".tmp-*"))
+
+
+def test_manifest_rejects_unknown_keys(built: Path) -> None:
+    path = current_snapshot_dir(built) / "manifest.json"
+    data = json.loads(path.read_text())
+    data["surprise"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(IndexCorruptError, match="manifest.json is invalid.*build-index --full"):
+        open_index(built)
+
+
+def test_search_finds_the_record_itself(built: Path, hash_embedder: HashEmbedder) -> None:
+    with open_index(built) as index:
+        retriever = DenseRetriever(index, hash_embedder)
+        target = index.record(17)
+        hits = retriever.search(target.title + " " + target.content, 8)
+        assert hits[0].record.id == target.id
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        exact = DenseRetriever(index, hash_embedder, exact=True).search(target.content, 8)
+        assert exact[0].record.id == target.id
+
+
+def test_k_larger_than_index_is_clamped(built: Path, hash_embedder: HashEmbedder) -> None:
+    with open_index(built) as index:
+        assert len(DenseRetriever(index, hash_embedder).search("alpha", 10_000)) == 200
+        assert DenseRetriever(index, hash_embedder).search("alpha", 0) == []
+
+
+def test_one_record_index(make_corpus, tmp_path: Path, hash_embedder: HashEmbedder) -> None:
+    build_index(read_corpus(make_corpus([record(1)])), tmp_path / "one", hash_embedder)
+    with open_index(tmp_path / "one") as index:
+        hits = DenseRetriever(index, hash_embedder).search("anything at all", 8)
+        assert [h.record.id for h in hits] == ["pb-0001"]
+
+
+def test_missing_index_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(IndexMissingError, match="run `lakevec build-index` first"):
+        open_index(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", ["hnsw.bin", "vectors.npy", "records.jsonl"])
+def test_flipped_byte_fails_checksum_before_hnswlib(built: Path, name: str) -> None:
+    path = current_snapshot_dir(built) / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptError, match=f"{name} fails its sha256 checksum"):
+        open_index(built)
+
+
+def test_truncated_graph_is_caught_by_size(built: Path) -> None:
+    path = current_snapshot_dir(built) / "hnsw.bin"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(IndexCorruptError, match="truncated or corrupted"):
+        open_index(built)
+
+
+def test_missing_data_file(built: Path) -> None:
+    (current_snapshot_dir(built) / "labels.npy").unlink()
+    with pytest.raises(IndexCorruptError, match="labels.npy is missing"):
+        open_index(built)
+
+
+def test_damaged_current_pointer(built: Path) -> None:
+    (built / CURRENT_FILE).write_text("v999999\n")
+    with pytest.raises(IndexCorruptError, match="missing snapshot v999999"):
+        open_index(built)
+
+
+def test_model_mismatch_is_detected(built: Path) -> None:
+    with open_index(built, graph=False) as index:
+        check_model(index.manifest, "hash:64")
+        with pytest.raises(ModelMismatchError, match="built with model hash:64.*--full"):
+            check_model(index.manifest, "hash:32")
+        with pytest.raises(ModelMismatchError, match="dimension 32"):
+            index.knn(np.ones(32, dtype=np.float32), 3)
+
+
+def test_incremental_build_with_other_model_needs_full(
+    make_corpus, built: Path
+) -> None:
+    corpus = read_corpus(make_corpus(_rows(200)))
+    with pytest.raises(ModelMismatchError):
+        build_index(corpus, built, HashEmbedder(32))
+    report = build_index(corpus, built, HashEmbedder(32), full=True)
+    assert report.mode == "full" and report.version == 2
+    with open_index(built) as index:
+        assert index.manifest.model.dimension == 32
+
+
+def test_failed_build_leaves_previous_snapshot_live(
+    make_corpus, built: Path, hash_embedder: HashEmbedder
+) -> None:
+    corpus = read_corpus(make_corpus([*_rows(200), record("new-one")]))
+
+    def explode(phase: str) -> None:
+        if phase == "swap":
+            raise RuntimeError("simulated crash before the swap")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_index(corpus, built, hash_embedder, on_phase=explode)
+    with open_index(built) as index:
+        assert index.manifest.version == 1 and len(index) == 200
+    # The next build cleans the leftover temp dir and succeeds.
+    assert list(built.glob(".tmp-*"))
+    report = build_index(corpus, built, hash_embedder)
+    assert report.version == 2 and report.added == 1
+    assert not list(built.glob(".tmp-*"))
+
+
+def test_custom_hnsw_params_are_recorded(make_corpus, tmp_path: Path, hash_embedder) -> None:
+    params = HnswParams(M=8, ef_construction=50, ef_search=20)
+    build_index(read_corpus(make_corpus(_rows(30))), tmp_path / "i", hash_embedder, params=params)
+    with open_index(tmp_path / "i") as index:
+        assert index.manifest.hnsw == params
+        assert index._hnsw.ef == 20
+
+
+def test_old_snapshots_are_garbage_collected(
+    make_corpus, tmp_path: Path, hash_embedder: HashEmbedder
+) -> None:
+    index_dir = tmp_path / "gc"
+    for n in range(1, 6):
+        corpus = read_corpus(make_corpus(_rows(10 + n)))
+        build_index(corpus, index_dir, hash_embedder, keep=2)
+    names = sorted(p.name for p in (index_dir / "snapshots").iterdir())
+    assert names == ["v000004", "v000005"]
+    with open_index(index_dir) as index:
+        assert len(index) == 15
