@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from lakevec.corpus import PlaybookRecord
-from lakevec.retrieve import Hit, JaccardRetriever, Retriever, tokenize
+from lakevec.index import StoredRecord
+from lakevec.retrieve import Hit, Retriever, tokenize
 
 __all__ = [
     "BUNDLE_TOP_K",
@@ -136,14 +137,12 @@ def _corpus_rank(retriever: Retriever) -> Mapping[str, int] | None:
 
     The seed collects validation steps in corpus order, not rank order. A
     retriever may expose ``corpus_rank`` (id → position) or a ``records``
-    sequence; the seed-compatible JaccardRetriever keeps its list privately.
+    sequence in corpus order, as the seed-compatible JaccardRetriever does.
     """
     rank = getattr(retriever, "corpus_rank", None)
     if isinstance(rank, Mapping):
         return rank
     records = getattr(retriever, "records", None)
-    if records is None and isinstance(retriever, JaccardRetriever):
-        records = retriever._records
     if isinstance(records, Sequence):
         return {r.id: i for i, r in enumerate(records) if isinstance(r, PlaybookRecord)}
     return None
@@ -172,6 +171,9 @@ def build_bundle_from_hits(
     if corpus_rank is not None:
         last = len(corpus_rank)
         step_records.sort(key=lambda r: corpus_rank.get(r.id, last))
+    elif all(isinstance(r, StoredRecord) for r in step_records):
+        # Index record stores remember each record's corpus position.
+        step_records.sort(key=lambda r: r.position if isinstance(r, StoredRecord) else 0)
     steps = extract_validation_steps(step_records)
 
     total_chars = sum(len(a.content_preview) + len(a.title) for a in [*accepted, *warnings])

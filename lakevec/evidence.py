@@ -147,12 +147,7 @@ def encode_row(row: ReplayRunRow | ReplayResult) -> bytes:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:
         raise EvidenceError(f"evidence row is not valid JSON: {exc}") from exc
-    try:
-        return (text + "\n").encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates (e.g. from a model's "\ud800" escape) cannot be UTF-8;
-        # escape them the way JSON.stringify does instead of failing the run.
-        return (json.dumps(data, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+    return (text + "\n").encode("utf-8")
 
 
 def _lock(fd: int, path: Path, timeout: float) -> None:

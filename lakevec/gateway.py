@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol, get_args
@@ -89,12 +90,19 @@ def gateway_url_from_env() -> str:
     return os.environ.get(GATEWAY_ENV) or DEFAULT_GATEWAY_URL
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _extract_content(payload: Any) -> str | None:
     try:
         content = payload["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         return None
-    return content if isinstance(content, str) else None
+    if not isinstance(content, str):
+        return None
+    # A JSON "\ud800" escape decodes to a lone surrogate, which is not text:
+    # it could not be written to the UTF-8 evidence log. Replace it.
+    return _LONE_SURROGATE.sub("\ufffd", content)
 
 
 class HttpGateway:

@@ -130,6 +130,9 @@ class BuildInfo(_Strict):
     lakevec_version: str
     python: str
     hnswlib: str
+    # Numeric precision of the vectors this build embedded ("fp32"/"bf16");
+    # None in manifests written before it was recorded, or with no embedding.
+    precision: str | None = None
 
 
 class IndexManifest(_Strict):
@@ -154,6 +157,7 @@ class StoredRecord(PlaybookRecord):
 
     label: int
     text_sha256: str
+    position: int = Field(-1, description="0-based position in the corpus at build time")
 
 
 @dataclass
@@ -602,13 +606,22 @@ def _add_in_batches(
 
 
 def _write_records(
-    path: Path, records: Sequence[PlaybookRecord], labels: Sequence[int], hashes: Sequence[str]
+    path: Path,
+    records: Sequence[PlaybookRecord],
+    labels: Sequence[int],
+    hashes: Sequence[str],
+    positions: Sequence[int],
 ) -> npt.NDArray[np.int64]:
     offsets = np.empty(len(records), dtype=np.int64)
     pos = 0
+    rows = zip(records, labels, hashes, positions, strict=True)
     with path.open("wb") as fh:
-        for i, (rec, label, h) in enumerate(zip(records, labels, hashes, strict=True)):
-            row = _record_fields(rec) | {"label": int(label), "text_sha256": h}
+        for i, (rec, label, h, position) in enumerate(rows):
+            row = _record_fields(rec) | {
+                "label": int(label),
+                "text_sha256": h,
+                "position": int(position),
+            }
             line = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
             offsets[i] = pos
             fh.write(line)
@@ -847,7 +860,9 @@ def _build_locked(
     _fsync_path(tmp / "hnsw.bin")
     _save_npy(tmp / "vectors.npy", vectors)
     _save_npy(tmp / "labels.npy", labels)
-    offsets = _write_records(tmp / "records.jsonl", records, labels.tolist(), hashes)
+    offsets = _write_records(
+        tmp / "records.jsonl", records, labels.tolist(), hashes, order.tolist()
+    )
     _save_npy(tmp / "offsets.npy", offsets)
     files = {
         name: FileInfo(sha256=_sha256_file(tmp / name), bytes=(tmp / name).stat().st_size)
@@ -883,6 +898,7 @@ def _build_locked(
             mode="full" if previous is None else "incremental",
             embedded=len(todo),
             graph_rebuilt=rebuild,
+            precision=getattr(emb, "precision", None) if todo else None,
             lakevec_version=__version__,
             python=platform.python_version(),
             hnswlib=_hnswlib_version(),

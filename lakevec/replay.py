@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,8 +23,9 @@ from lakevec import __version__
 from lakevec.bundle import ContextBundle, build_context_bundle, build_prompt
 from lakevec.errors import UsageProblem
 from lakevec.evidence import Provenance, ReplayResult, RetrievedIds, append_evidence
-from lakevec.gateway import ChatGateway, ChatResult
-from lakevec.retrieve import Retriever
+from lakevec.gateway import DEFAULT_TIMEOUT, ChatGateway, ChatResult, HttpGateway
+from lakevec.paths import default_evidence
+from lakevec.retrieve import Retriever, open_retriever
 from lakevec.validate import ValidationResult, validate_response
 
 __all__ = [
@@ -38,8 +40,10 @@ __all__ = [
     "dry_run_response",
     "escalation_model_from_env",
     "format_recorded_at",
+    "format_report",
     "local_model_from_env",
     "replay",
+    "run_replay",
     "task_hash",
 ]
 
@@ -156,18 +160,44 @@ class _DryRunGateway:
         return ChatResult(ok=True, content=self.response + suffix)
 
 
-def _provenance(retriever: Retriever | None, api: str) -> Provenance:
-    def attr(name: str) -> str | None:
-        value = getattr(retriever, name, None)
-        return value if isinstance(value, str) else None
+def _manifest_facts(retriever: object) -> tuple[str | int | None, str | None, str | None]:
+    """(index version, manifest sha256, embedding model) of a dense retriever, if any.
 
-    version = getattr(retriever, "index_version", None)
+    Duck-typed: explicit ``index_version``/``manifest_sha256``/``model_id``
+    attributes win; otherwise a ``snapshot`` with a ``manifest`` (lakevec.index)
+    is read. Provenance is best effort and never fails a run.
+    """
+    version: Any = getattr(retriever, "index_version", None)
+    digest: Any = getattr(retriever, "manifest_sha256", None)
+    model: Any = getattr(retriever, "model_id", None)
+    snapshot = getattr(retriever, "snapshot", None)
+    manifest = getattr(snapshot, "manifest", None)
+    if manifest is not None:
+        version = version if version is not None else getattr(manifest, "version", None)
+        if model is None:
+            model = getattr(getattr(manifest, "model", None), "model_id", None)
+        snap_dir = getattr(snapshot, "path", None)
+        if digest is None and isinstance(snap_dir, Path):
+            try:
+                digest = hashlib.sha256((snap_dir / "manifest.json").read_bytes()).hexdigest()
+            except OSError:
+                digest = None  # the snapshot may have been garbage-collected meanwhile
+    return (
+        version if isinstance(version, str | int) and not isinstance(version, bool) else None,
+        digest if isinstance(digest, str) else None,
+        model if isinstance(model, str) else None,
+    )
+
+
+def _provenance(retriever: Retriever | None, api: str) -> Provenance:
+    version, digest, model = _manifest_facts(retriever)
+    name = getattr(retriever, "name", None)
     return Provenance(
         version=__version__,
-        retriever=getattr(retriever, "name", None) if retriever is not None else None,
-        index_version=version if isinstance(version, str | int) else None,
-        manifest_sha256=attr("manifest_sha256"),
-        embedding_model=attr("model_id") or attr("embedding_model"),
+        retriever=name if isinstance(name, str) else None,
+        index_version=version,
+        manifest_sha256=digest,
+        embedding_model=model,
         gateway_api=api,
     )
 
@@ -255,3 +285,84 @@ def replay(
     if evidence_path is not None:
         append_evidence(evidence_path, result)
     return result
+
+
+def run_replay(
+    request: ReplayRequest,
+    *,
+    root: Path,
+    retriever_kind: str = "hnsw",
+    index_dir: Path | None = None,
+    corpus_path: Path | None = None,
+    model: str | None = None,
+    gateway_url: str | None = None,
+    api: str = "lakehouse",
+    timeout: float = DEFAULT_TIMEOUT,
+    local_model: str | None = None,
+    escalation_model: str | None = None,
+    evidence_path: Path | None = None,
+    clock: Clock | None = None,
+) -> ReplayResult:
+    """Open the retriever and gateway the options name, replay, and log under ``root``.
+
+    The retriever is not opened with ``no_retrieval`` (no index needed) and
+    no HTTP client is created with ``dry_run``. ``evidence_path`` defaults to
+    ``<root>/data/_kb/replay_runs.jsonl``.
+    """
+    check_task(request.task)
+    with ExitStack() as stack:
+        gateway = None
+        if not request.dry_run:
+            # Built first: a malformed URL is a usage error and must not cost an index load.
+            gateway = stack.enter_context(HttpGateway(gateway_url, api=api, timeout=timeout))
+        retriever = None
+        if not request.no_retrieval:
+            retriever = open_retriever(
+                retriever_kind, root=root, index_dir=index_dir, corpus_path=corpus_path,
+                model=model,
+            )
+            stack.callback(_close_retriever, retriever)
+        result = replay(
+            request,
+            retriever=retriever,
+            gateway=gateway,
+            evidence_path=evidence_path if evidence_path is not None else default_evidence(root),
+            local_model=local_model,
+            escalation_model=escalation_model,
+            clock=clock,
+        )
+    return result
+
+
+def _close_retriever(retriever: Retriever) -> None:
+    """Release a retriever's files (an index snapshot keeps its record store open)."""
+    for owner in (retriever, getattr(retriever, "snapshot", None)):
+        close = getattr(owner, "close", None)
+        if callable(close):
+            close()
+            return
+
+
+RESPONSE_PREVIEW_CHARS = 1500
+
+
+def format_report(result: ReplayResult) -> str:
+    """The seed CLI's human-readable report of one run."""
+    bundle = result.context_bundle
+    retrieval = f"{len(bundle.retrieved_playbooks)} playbooks" if bundle else "DISABLED"
+    verdict = result.validation_result
+    reasons = f" ({'; '.join(verdict.reasons)})" if verdict.reasons else ""
+    lines = [
+        f"[replay] run_id={result.recorded_run_id}",
+        f"[replay] retrieval: {retrieval}",
+        f"[replay] escalation_path: {' → '.join(result.escalation_path)}",
+        f"[replay] model_used: {result.model_used} · {result.duration_ms}ms",
+        f"[replay] validation: {'PASS' if verdict.passed else 'FAIL'}{reasons}",
+        "",
+        "─── response ───",
+        result.model_response[:RESPONSE_PREVIEW_CHARS],
+    ]
+    extra = len(result.model_response) - RESPONSE_PREVIEW_CHARS
+    if extra > 0:
+        lines.append(f"... [{extra} more chars]")
+    return "\n".join(lines)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from lakevec.corpus import CorpusFormat, PlaybookRecord, read_corpus
-from lakevec.embed import Embedder, load_embedder
+from lakevec.embed import Embedder, load_query_embedder
 from lakevec.errors import UsageProblem
 from lakevec.index import IndexSnapshot, check_model, open_index
 from lakevec.paths import default_corpus, default_index
@@ -74,8 +74,8 @@ class JaccardRetriever:
     name = "jaccard"
 
     def __init__(self, records: Iterable[PlaybookRecord]) -> None:
-        self._records = list(records)
-        self._tokens = [tokenize(jaccard_text(r)) for r in self._records]
+        self.records = list(records)  # corpus order: the seed orders checklist steps by it
+        self._tokens = [tokenize(jaccard_text(r)) for r in self.records]
 
     def search(self, query: str, k: int) -> list[Hit]:
         q = tokenize(query)
@@ -83,7 +83,7 @@ class JaccardRetriever:
             ((jaccard(q, toks), i) for i, toks in enumerate(self._tokens)),
             key=lambda s: -s[0],
         )
-        return [Hit(self._records[i], score) for score, i in scored[: max(k, 0)] if score > 0]
+        return [Hit(self.records[i], score) for score, i in scored[: max(k, 0)] if score > 0]
 
 
 def search_many(retriever: Retriever, queries: Sequence[str], k: int) -> list[list[Hit]]:
@@ -143,7 +143,8 @@ def open_dense(
     try:
         spec = model or snapshot.manifest.model.spec
         check_model(snapshot.manifest, spec)
-        return DenseRetriever(snapshot, load_embedder(spec), exact=exact)
+        # Torch-free ONNX query model when the build exported one.
+        return DenseRetriever(snapshot, load_query_embedder(spec), exact=exact)
     except BaseException:
         snapshot.close()
         raise

@@ -190,3 +190,17 @@ def test_old_snapshots_are_garbage_collected(
     assert names == ["v000004", "v000005"]
     with open_index(index_dir) as index:
         assert len(index) == 15
+
+
+def test_record_store_keeps_corpus_order_across_updates(
+    make_corpus, tmp_path: Path, hash_embedder: HashEmbedder
+) -> None:
+    """Bundles order checklist steps by corpus position, as the seed does."""
+    rows = _rows(5)
+    index_dir = tmp_path / "pos"
+    build_index(read_corpus(make_corpus(rows)), index_dir, hash_embedder)
+    rows[1] = {**rows[1], "content": "rewritten so it gets a new label"}
+    build_index(read_corpus(make_corpus(rows)), index_dir, hash_embedder)
+    with open_index(index_dir) as index:
+        positions = {r.id: r.position for r in index.iter_records()}
+    assert positions == {str(r["id"]): i for i, r in enumerate(rows)}

@@ -1,0 +1,87 @@
+"""A scripted chat server on 127.0.0.1 for replay tests (real sockets, real HTTP).
+
+It answers one path (``/v1/chat`` or ``/v1/chat/completions``) with a reply
+chosen by the request's ``model``; every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+
+    @classmethod
+    def answer(cls, content: str) -> Reply:
+        payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+        return cls(200, json.dumps(payload).encode())
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class ChatServer:
+    path: str
+    replies: dict[str, Reply]
+    seen: list[Seen] = field(default_factory=list)
+    url: str = ""
+
+
+@contextmanager
+def chat_server(path: str, replies: dict[str, Reply]) -> Iterator[ChatServer]:
+    """Serve ``replies`` (model → Reply) at ``path`` on an ephemeral 127.0.0.1 port."""
+    state = ChatServer(path=path, replies=replies)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            raw = self.rfile.read(length)
+            body = json.loads(raw)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            state.seen.append(Seen(self.path, headers, body))
+            if self.path != state.path:
+                reply = Reply(404, b'{"error":"no such route"}')
+            else:
+                reply = state.replies.get(body.get("model"), Reply(500, b"unknown model"))
+            self.send_response(reply.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
