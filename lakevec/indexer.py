@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from lakevec.corpus import CorpusFormat, read_corpus
@@ -43,6 +44,8 @@ def index_corpus(
     rebuild_threshold: float = DEFAULT_REBUILD_THRESHOLD,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     batch_size: int | None = None,
+    precision: str = "auto",
+    query_model: bool = True,
     embedder: Embedder | None = None,
     clock: Clock = utc_now,
 ) -> BuildReport:
@@ -50,12 +53,18 @@ def index_corpus(
 
     Without ``model`` an existing index keeps its own model (so a cron reindex
     needs no flags); a new index uses the packaged all-MiniLM-L6-v2.
+    ``precision`` is ``auto|fp32|bf16`` (see :func:`lakevec.embed.resolve_precision`).
+    With ``query_model`` a sentence-transformers model also gets its torch-free
+    ONNX query export (cached per model; a failed export only prints a note).
     """
     corpus = read_corpus(corpus_path, corpus_format, strict=strict)
     if embedder is None:
-        spec = model or (None if full else existing_model_spec(index_dir)) or DEFAULT_MODEL
-        embedder = load_embedder(spec)
-    return build_index(
+        # --full alone re-embeds with the index's own model; switching models
+        # takes an explicit --model (a silent fall-back to the default would
+        # replace a custom model's index behind the user's back).
+        spec = model or existing_model_spec(index_dir) or DEFAULT_MODEL
+        embedder = load_embedder(spec, precision=precision)
+    report = build_index(
         corpus,
         index_dir,
         embedder,
@@ -68,3 +77,9 @@ def index_corpus(
         batch_size=batch_size,
         clock=clock,
     )
+    prepare = getattr(embedder, "prepare_query_model", None)
+    if query_model and prepare is not None:
+        note = prepare(progress=progress)
+        if progress:
+            print(note, file=sys.stderr)
+    return report

@@ -8,7 +8,12 @@ extra="${1:-}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+pip() {
+  # Hide only pip's notes about unreachable find-links/index locations that
+  # some machines configure globally; real errors still reach stderr.
+  .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
 # torch first and pinned: 2.13.0 is a local CPU wheel here; any other request
 # would pull gigabytes of CUDA packages.
 if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
