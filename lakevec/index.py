@@ -400,10 +400,22 @@ class IndexSnapshot:
             os.pread(self._records_fh.fileno(), end - start, start)
         )
 
+    def iter_raw(self) -> Iterator[dict[str, Any]]:
+        """Every stored record as a plain dict in row order: one sequential read.
+
+        Reads through a duplicate of the open handle (GC-proof); sharing its
+        file position is harmless because :meth:`record` uses ``pread``.
+        """
+        with os.fdopen(os.dup(self._records_fh.fileno()), "rb") as fh:
+            fh.seek(0)
+            for line in fh:
+                row: dict[str, Any] = json.loads(line)
+                yield row
+
     def iter_records(self) -> Iterator[StoredRecord]:
-        """Every stored record in row order (read via the open handle, GC-proof)."""
-        for row in range(len(self.offsets)):
-            yield self.record(row)
+        """Every stored record in row order, validated."""
+        for row in self.iter_raw():
+            yield StoredRecord.model_validate(row)
 
     def _check_query(self, queries: npt.NDArray[Any]) -> Vectors:
         q = np.asarray(queries, dtype=np.float32)
@@ -542,26 +554,29 @@ def plan_changes(corpus: Corpus, previous: IndexSnapshot | None) -> _Plan:
     if previous is None:
         plan.added = len(records)
         return plan
-    prev: dict[str, tuple[int, StoredRecord]] = {
-        rec.id: (row, rec) for row, rec in enumerate(previous.iter_records())
+    # Plain dicts, not validated models: this diff is the whole cost of a
+    # no-change reindex, and the store was validated when it was written.
+    prev: dict[str, tuple[int, dict[str, Any]]] = {
+        row["id"]: (i, row) for i, row in enumerate(previous.iter_raw())
     }
+    fields = tuple(PlaybookRecord.model_fields)
     for i, (rec, h) in enumerate(zip(records, hashes, strict=True)):
         old = prev.pop(rec.id, None)
         if old is None:
             plan.added += 1
             continue
         row, stored = old
-        if stored.text_sha256 != h:
+        if stored["text_sha256"] != h:
             plan.updated += 1
-            plan.deleted_labels.append(stored.label)
+            plan.deleted_labels.append(int(stored["label"]))
             continue
-        plan.labels[i] = stored.label
+        plan.labels[i] = int(stored["label"])
         plan.prev_rows[i] = row
-        if _record_fields(stored) != _record_fields(rec):
+        if any(getattr(rec, f) != stored.get(f) for f in fields):
             plan.metadata_updated += 1
         else:
             plan.unchanged += 1
-    plan.deleted_labels.extend(stored.label for _, stored in prev.values())
+    plan.deleted_labels.extend(int(stored["label"]) for _, stored in prev.values())
     return plan
 
 
