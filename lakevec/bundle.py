@@ -6,15 +6,17 @@ warnings, and a checklist of validation steps lifted from the accepted
 records' full content. JSON keys and limits are the seed's, so rows written
 by lakevec, the TypeScript and the Go runtime can be compared line by line.
 
-Lengths and slices count Unicode code points; the TypeScript seed counts
-UTF-16 code units, which differs only for characters outside the BMP.
+Lengths and slices count UTF-16 code units, as the TypeScript seed does
+(:func:`js_len`, :func:`js_slice`); the one difference left is that a cut
+through a surrogate pair drops the half character instead of keeping a lone
+surrogate, which cannot be written as UTF-8.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +40,8 @@ __all__ = [
     "build_context_bundle",
     "build_prompt",
     "extract_validation_steps",
+    "js_len",
+    "js_slice",
     "js_trim",
 ]
 
@@ -71,6 +75,27 @@ def js_trim(text: str) -> str:
     return text.strip(JS_WHITESPACE)
 
 
+def js_len(text: str) -> int:
+    """``text.length`` in JavaScript: UTF-16 code units (astral characters count 2)."""
+    if text.isascii():
+        return len(text)
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def js_slice(text: str, n: int) -> str:
+    """``text.slice(0, n)`` in UTF-16 code units; never leaves half a surrogate pair."""
+    if n <= 0:
+        return ""
+    if text.isascii():
+        return text[:n]
+    units = 0
+    for i, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > n:
+            return text[:i]
+    return text
+
+
 class RetrievedArtifact(BaseModel):
     """One retrieved record as the bundle (and the evidence row) shows it."""
 
@@ -91,7 +116,7 @@ class RetrievedArtifact(BaseModel):
             rag_id=rec.id,
             source_run_id=rec.source_run_id,
             title=rec.title,
-            content_preview=rec.content[:PREVIEW_CHARS],
+            content_preview=js_slice(rec.content, PREVIEW_CHARS),
             success_score=rec.success_score,
             tags=list(rec.tags),
             # Dense retrievers may hand back numpy scalars; the row wants a float.
@@ -126,38 +151,31 @@ def extract_validation_steps(records: Sequence[PlaybookRecord]) -> list[str]:
         for line in rec.content.split("\n"):
             trimmed = js_trim(line)
             if _is_step(trimmed):
-                steps.append(trimmed[:STEP_CHARS])
+                steps.append(js_slice(trimmed, STEP_CHARS))
                 if len(steps) >= MAX_VALIDATION_STEPS:
                     return steps
     return steps
 
 
-def _corpus_rank(retriever: Retriever) -> Mapping[str, int] | None:
-    """Corpus file positions by id, when the retriever can tell them.
-
-    The seed collects validation steps in corpus order, not rank order. A
-    retriever may expose ``corpus_rank`` (id → position) or a ``records``
-    sequence in corpus order, as the seed-compatible JaccardRetriever does.
-    """
-    rank = getattr(retriever, "corpus_rank", None)
-    if isinstance(rank, Mapping):
-        return rank
+def _corpus_records(retriever: Retriever) -> Sequence[PlaybookRecord] | None:
+    """The retriever's records in corpus file order, when it keeps them (Jaccard does)."""
     records = getattr(retriever, "records", None)
-    if isinstance(records, Sequence):
-        return {r.id: i for i, r in enumerate(records) if isinstance(r, PlaybookRecord)}
-    return None
+    return records if isinstance(records, Sequence) else None
 
 
 def build_bundle_from_hits(
     hits: Sequence[Hit],
     *,
     k: int = BUNDLE_TOP_K,
-    corpus_rank: Mapping[str, int] | None = None,
+    corpus: Sequence[PlaybookRecord] | None = None,
 ) -> ContextBundle:
     """Apply the seed's bundle rules to ranked hits (best first).
 
-    Hits beyond ``k`` and hits with a non-positive score are dropped. Without
-    ``corpus_rank`` validation steps are collected in retrieval order.
+    Hits beyond ``k`` and hits with a non-positive score are dropped.
+    Validation steps come from the accepted records' full content in corpus
+    order: with ``corpus`` exactly as the seed walks it (every line whose id
+    was accepted, duplicates included); otherwise by the index record
+    store's corpus position, falling back to retrieval order.
     """
     top_hits = [h for h in list(hits)[: max(k, 0)] if h.score > 0]
     top = [RetrievedArtifact.from_hit(h) for h in top_hits]
@@ -167,17 +185,17 @@ def build_bundle_from_hits(
 
     # The seed re-reads each accepted id's record from the corpus, so the
     # FULL content (not the 240-char preview) feeds the checklist.
-    step_records = [h.record for h in accepted_hits]
-    if corpus_rank is not None:
-        last = len(corpus_rank)
-        step_records.sort(key=lambda r: corpus_rank.get(r.id, last))
-    elif all(isinstance(r, StoredRecord) for r in step_records):
-        # Index record stores remember each record's corpus position.
-        step_records.sort(key=lambda r: r.position if isinstance(r, StoredRecord) else 0)
+    if corpus is not None:
+        ids = {h.record.id for h in accepted_hits}
+        step_records = [r for r in corpus if r.id in ids]
+    else:
+        step_records = [h.record for h in accepted_hits]
+        if all(isinstance(r, StoredRecord) for r in step_records):
+            step_records.sort(key=lambda r: r.position if isinstance(r, StoredRecord) else 0)
     steps = extract_validation_steps(step_records)
 
-    total_chars = sum(len(a.content_preview) + len(a.title) for a in [*accepted, *warnings])
-    total_chars += sum(len(s) for s in steps)
+    total_chars = sum(js_len(a.content_preview) + js_len(a.title) for a in [*accepted, *warnings])
+    total_chars += sum(js_len(s) for s in steps)
     return ContextBundle(
         retrieved_playbooks=top,
         prior_successful_outputs=accepted,
@@ -190,7 +208,7 @@ def build_bundle_from_hits(
 def build_context_bundle(retriever: Retriever, task: str, k: int = BUNDLE_TOP_K) -> ContextBundle:
     """Retrieve the top ``k`` records for ``task`` and build the seed's bundle."""
     hits = retriever.search(task, k)
-    return build_bundle_from_hits(hits, k=k, corpus_rank=_corpus_rank(retriever))
+    return build_bundle_from_hits(hits, k=k, corpus=_corpus_records(retriever))
 
 
 # ─── Prompt assembly ─────────────────────────────────────────────────────
@@ -227,7 +245,7 @@ def build_prompt(task: str, bundle: ContextBundle | None) -> Prompt:
     if bundle.failure_patterns:
         lines += ["## Patterns that produced PARTIAL results — avoid these failure modes", ""]
         lines += [
-            f"- {art.title}: {art.content_preview[:WARNING_PREVIEW_CHARS]}"
+            f"- {art.title}: {js_slice(art.content_preview, WARNING_PREVIEW_CHARS)}"
             for art in bundle.failure_patterns
         ]
         lines.append("")

@@ -89,6 +89,9 @@ class Corpus:
     records: dict[str, PlaybookRecord]
     problems: list[CorpusProblem] = field(default_factory=list)
     duplicates: list[DuplicateId] = field(default_factory=list)
+    # Every valid line in file order, duplicates included: the seed's Jaccard
+    # scan sees them all, so its bundle can only be reproduced from these.
+    rows: list[PlaybookRecord] = field(default_factory=list)
     sha256: str = ""
     lines: int = 0
     bytes: int = 0
@@ -173,6 +176,7 @@ def read_corpus(
         path = beir
     digest = hashlib.sha256()
     records: dict[str, PlaybookRecord] = {}
+    rows: list[PlaybookRecord] = []
     seen_lines: dict[str, list[int]] = {}
     problems: list[CorpusProblem] = []
     resolved: Literal["playbooks", "beir"] | None = None if fmt == "auto" else fmt
@@ -205,6 +209,7 @@ def read_corpus(
                 else:
                     records.pop(rec.id, None)  # last wins, and moves to the end
                     records[rec.id] = rec
+                    rows.append(rec)
                     seen_lines.setdefault(rec.id, []).append(lineno)
         if problem is not None:
             if strict:
@@ -224,6 +229,7 @@ def read_corpus(
         records=records,
         problems=problems,
         duplicates=duplicates,
+        rows=rows,
         sha256=digest.hexdigest(),
         lines=lines,
         bytes=size,

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lakevec.bundle import ContextBundle
+from lakevec.bundle import ContextBundle, js_slice
 from lakevec.errors import EvidenceError
 from lakevec.validate import ValidationResult
 
@@ -124,7 +124,7 @@ class ReplayRunRow(ReplayResult):
 def to_row(result: ReplayResult) -> ReplayRunRow:
     """The persisted form of ``result``: tagged, with the response truncated."""
     data = result.model_dump()
-    data["model_response"] = result.model_response[:LOG_RESPONSE_CHARS]
+    data["model_response"] = js_slice(result.model_response, LOG_RESPONSE_CHARS)
     return ReplayRunRow.model_validate({"schema": SCHEMA_ID, **data})
 
 

@@ -132,7 +132,12 @@ class HttpGateway:
         self.timeout = float(timeout)
         self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         self._own_client = client is None
-        self._client = client if client is not None else httpx.Client(timeout=self.timeout)
+        # follow_redirects: the seed's fetch() follows them too (307/308 keep the POST).
+        self._client = (
+            client
+            if client is not None
+            else httpx.Client(timeout=self.timeout, follow_redirects=True)
+        )
 
     @property
     def endpoint(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from lakevec import __version__
-from lakevec.bundle import ContextBundle, build_context_bundle, build_prompt
+from lakevec.bundle import ContextBundle, build_context_bundle, build_prompt, js_len, js_slice
 from lakevec.errors import UsageProblem
 from lakevec.evidence import Provenance, ReplayResult, RetrievedIds, append_evidence
 from lakevec.gateway import DEFAULT_TIMEOUT, ChatGateway, ChatResult, HttpGateway
@@ -127,7 +127,7 @@ def check_task(task: str) -> None:
 
 def dry_run_response(task: str, bundle: ContextBundle | None) -> str:
     """The seed's deterministic synthetic answer that echoes the bundle's signals."""
-    lines = [f"Synthetic dry-run response for task: {task[:120]}", ""]
+    lines = [f"Synthetic dry-run response for task: {js_slice(task, 120)}", ""]
     if bundle is not None:
         lines.append(
             f"Retrieved {len(bundle.retrieved_playbooks)} playbooks; "
@@ -360,9 +360,9 @@ def format_report(result: ReplayResult) -> str:
         f"[replay] validation: {'PASS' if verdict.passed else 'FAIL'}{reasons}",
         "",
         "─── response ───",
-        result.model_response[:RESPONSE_PREVIEW_CHARS],
+        js_slice(result.model_response, RESPONSE_PREVIEW_CHARS),
     ]
-    extra = len(result.model_response) - RESPONSE_PREVIEW_CHARS
+    extra = js_len(result.model_response) - RESPONSE_PREVIEW_CHARS
     if extra > 0:
         lines.append(f"... [{extra} more chars]")
     return "\n".join(lines)

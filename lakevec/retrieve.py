@@ -167,7 +167,7 @@ def open_retriever(
         return open_dense(index_dir or default_index(root), model=model, exact=kind == "exact")
     if kind == "jaccard":
         corpus = read_corpus(corpus_path or default_corpus(root), corpus_format)
-        return JaccardRetriever(corpus.records.values())
+        return JaccardRetriever(corpus.rows)
     if kind == "bm25":
         from lakevec.lexical import BM25Retriever  # imports bm25s only when asked for
 

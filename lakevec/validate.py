@@ -11,7 +11,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
-from lakevec.bundle import ContextBundle, checklist_tokens, js_trim
+from lakevec.bundle import ContextBundle, checklist_tokens, js_len, js_trim
 from lakevec.retrieve import tokenize
 
 __all__ = ["HEDGE_PATTERNS", "MIN_RESPONSE_CHARS", "ValidationResult", "validate_response"]
@@ -52,8 +52,9 @@ def validate_response(response: str, bundle: ContextBundle | None) -> Validation
         # An empty answer fails alone: the other checks would only add noise.
         return ValidationResult(passed=False, reasons=["empty response"])
     reasons: list[str] = []
-    if len(trimmed) < MIN_RESPONSE_CHARS:
-        reasons.append(f"response too short ({len(trimmed)} chars; min {MIN_RESPONSE_CHARS})")
+    length = js_len(trimmed)  # UTF-16 units, as the seed measures
+    if length < MIN_RESPONSE_CHARS:
+        reasons.append(f"response too short ({length} chars; min {MIN_RESPONSE_CHARS})")
     for literal, pattern in HEDGE_PATTERNS:
         if pattern.search(trimmed):
             reasons.append(f"filler/hedge phrase detected: {literal}")

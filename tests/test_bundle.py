@@ -208,3 +208,51 @@ def test_numpy_like_scores_become_floats() -> None:
 
     bundle = build_bundle_from_hits([Hit(rec("a", "A", "x"), Score(0.25))])
     assert type(bundle.retrieved_playbooks[0].score) is float
+
+
+def test_js_string_semantics_count_utf16_units() -> None:
+    from lakevec.bundle import js_len, js_slice
+
+    assert js_len("abc") == 3 and js_len("é") == 1 and js_len("😀") == 2
+    assert js_slice("😀" * 3, 4) == "😀😀"
+    # A cut through a surrogate pair drops the half character (JS would keep it).
+    assert js_slice("a😀b", 2) == "a"
+    assert js_slice("héllo", 2) == "hé" and js_slice("x", 0) == ""
+
+
+def test_astral_content_preview_uses_utf16_units() -> None:
+    from lakevec.corpus import PlaybookRecord
+    from lakevec.retrieve import Hit
+
+    rec = PlaybookRecord(id="e", title="t", content="😀" * 200, success_score="accepted")
+    bundle = build_bundle_from_hits([Hit(rec, 0.5)])
+    assert bundle.prior_successful_outputs[0].content_preview == "😀" * 120
+
+
+def test_duplicate_ids_follow_the_seed_scan(tmp_path) -> None:
+    """The seed keeps every corpus line: both copies of a repeated id are retrieved,
+    and checklist steps come from every line with an accepted id, in file order."""
+    from lakevec.corpus import read_corpus
+    from lakevec.retrieve import JaccardRetriever
+    from tests.conftest import record, write_jsonl
+
+    path = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            record("A", title="audit gateway routing", content="- verify first A"),
+            record("B", title="audit gateway routing", content="- check B"),
+            record("A", title="audit gateway routing", content="- ensure second A"),
+        ],
+    )
+    retriever = JaccardRetriever(read_corpus(path).rows)
+    from lakevec.bundle import build_context_bundle
+
+    bundle = build_context_bundle(retriever, "audit gateway routing")
+    # Task tokens {audit, gateway, routing}. B's text tokens are those + {check, ops}
+    # → 3/5; each A line adds two 3+-char words + "ops" → 3/6. Stable order for ties.
+    assert [(a.rag_id, a.score) for a in bundle.retrieved_playbooks] == [
+        ("B", 0.6),
+        ("A", 0.5),
+        ("A", 0.5),
+    ]
+    assert bundle.validation_steps == ["- verify first A", "- check B", "- ensure second A"]

@@ -89,3 +89,10 @@ def test_checklist_of_only_short_tokens_is_not_enforced() -> None:
 
 def test_no_checklist_means_no_overlap_check() -> None:
     assert validate_response("z" * 90, bundle_with_steps()).passed is True
+
+
+def test_length_gate_counts_utf16_units_like_the_seed() -> None:
+    # 40 emoji are 80 UTF-16 units: long enough for the seed's gate.
+    assert validate_response("😀" * 40, None).passed
+    short = validate_response("😀" * 39, None)
+    assert short.reasons == ["response too short (78 chars; min 80)"]
