@@ -25,7 +25,7 @@ from lakevec.errors import UsageProblem
 from lakevec.evidence import Provenance, ReplayResult, RetrievedIds, append_evidence
 from lakevec.gateway import DEFAULT_TIMEOUT, ChatGateway, ChatResult, HttpGateway
 from lakevec.paths import default_evidence
-from lakevec.retrieve import Retriever, open_retriever
+from lakevec.retrieve import DEFAULT_RETRIEVER, Retriever, open_retriever
 from lakevec.validate import ValidationResult, validate_response
 
 __all__ = [
@@ -291,7 +291,7 @@ def run_replay(
     request: ReplayRequest,
     *,
     root: Path,
-    retriever_kind: str = "hnsw",
+    retriever_kind: str = DEFAULT_RETRIEVER,
     index_dir: Path | None = None,
     corpus_path: Path | None = None,
     model: str | None = None,

@@ -143,7 +143,7 @@ def test_long_responses_are_cut_in_the_report(root: Path) -> None:
         (["--task", "   ", "--dry-run", "--no-retrieval"], "--task is empty"),
         (["--dry-run"], "Missing option '--task'"),
         (["--task", "t", "--timeout", "0"], "--timeout"),
-        (["--task", "t", "--retriever", "bm25"], "--retriever"),
+        (["--task", "t", "--retriever", "tfidf"], "--retriever"),
         (["--task", "t", "--no-retrieval", "--gateway", "localhost:3100"], "http://"),
         (["--task", "x" * 100_001, "--dry-run", "--no-retrieval"], "limit is 100,000"),
     ],
@@ -175,7 +175,10 @@ def test_unwritable_evidence_exits_1(root: Path) -> None:
     assert "cannot open evidence log" in res.output
 
 
-def test_hnsw_run_records_index_provenance(root: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"), [([], "hybrid"), (["--retriever", "hnsw"], "hnsw")]
+)
+def test_index_run_records_provenance(root: Path, args: list[str], expected: str) -> None:
     from lakevec.corpus import read_corpus
     from lakevec.embed import HashEmbedder
     from lakevec.index import build_index
@@ -183,10 +186,10 @@ def test_hnsw_run_records_index_provenance(root: Path) -> None:
     index_dir = root / "index"
     build_index(read_corpus(root / "exports" / "rag" / "playbooks.jsonl"), index_dir,
                 HashEmbedder(64))
-    res = invoke(root, "--task", TASK, "--dry-run", "--json")
+    res = invoke(root, "--task", TASK, "--dry-run", "--json", *args)
     assert res.exit_code == 0, res.output
     prov = json.loads(res.stdout)["lakevec"]
-    assert prov["retriever"] == "hnsw"
+    assert prov["retriever"] == expected
     assert prov["index_version"] == 1
     assert re.fullmatch(r"[0-9a-f]{64}", prov["manifest_sha256"])
     assert prov["embedding_model"]
