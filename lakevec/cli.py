@@ -32,7 +32,7 @@ from lakevec.index import (
 )
 from lakevec.indexer import index_corpus
 from lakevec.paths import default_corpus, default_index, resolve_root
-from lakevec.retrieve import open_dense
+from lakevec.retrieve import DEFAULT_RETRIEVER, RETRIEVERS, open_dense
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -299,14 +299,15 @@ def search_cmd(
               help="Baseline run without a context bundle (no index or corpus needed).")
 @click.option("--dry-run", is_flag=True,
               help="Use the deterministic synthetic response instead of calling a model.")
-@click.option("--retriever", "retriever_kind", type=click.Choice(["hnsw", "exact", "jaccard"]),
-              default="hnsw", show_default=True,
-              help="hnsw: ANN over the index; exact: brute force over the index; "
-              "jaccard: the seed's keyword overlap over the corpus.")
+@click.option("--retriever", "retriever_kind", type=click.Choice(RETRIEVERS),
+              default=DEFAULT_RETRIEVER, show_default=True,
+              help="hybrid: BM25 + dense HNSW fused by reciprocal rank (measured best, "
+              "docs/EVAL.md); hnsw: dense ANN; exact: dense brute force; bm25: lexical "
+              "over the corpus; jaccard: the seed's keyword overlap over the corpus.")
 @INDEX_OPTION
 @click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None,
-              help="Corpus JSONL for --retriever jaccard. "
+              help="Corpus JSONL for --retriever jaccard/bm25. "
               "Default: <root>/exports/rag/playbooks.jsonl.")
 @MODEL_OPTION
 @click.option("--gateway", "gateway_url", envvar="LH_GATEWAY_URL",
@@ -362,12 +363,15 @@ def replay_cmd(
     request = ReplayRequest(task=task, local_only=local_only, allow_escalation=allow_escalation,
                             no_retrieval=no_retrieval, dry_run=dry_run)
     if server:
-        from lakevec.client import ServiceClient, reject_local_options
+        from lakevec.client import SERVED_RETRIEVERS, ServiceClient, reject_local_options
 
         reject_local_options(ctx, ["index", "corpus_path", "model", "gateway_url", "api",
                                    "local_model", "escalation_model", "evidence_path"])
-        if retriever_kind == "jaccard":
-            raise UsageProblem("--retriever jaccard is not served; use hnsw or exact")
+        if retriever_kind not in SERVED_RETRIEVERS:
+            raise UsageProblem(
+                f"--retriever {retriever_kind} is not served; use one of "
+                + ", ".join(SERVED_RETRIEVERS)
+            )
         with ServiceClient(server) as client:
             # Two model calls at most, each bounded by the service's own timeout.
             result = client.replay(request, retriever=retriever_kind, timeout=2 * timeout + 30)
@@ -398,6 +402,10 @@ def replay_cmd(
 @click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to score.")
 @click.option("--model", default="default", show_default=True,
               help="Embedding model spec for the dense retrievers.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32",
+              show_default=True,
+              help="Precision the eval corpus is embedded with. fp32 gives the same figures "
+              "on every CPU; `auto` measures what build-index does on this machine.")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Cache for eval indexes. Default: $LAKEVEC_EVAL_CACHE or ~/.cache/lakevec/eval.")
 @click.option("--check", "baseline", type=click.Path(dir_okay=False, path_type=Path),
@@ -416,6 +424,7 @@ def eval_cmd(
     limit_queries: int | None,
     split: str,
     model: str,
+    precision: str,
     work_dir: Path | None,
     baseline: Path | None,
     tolerance: float | None,
@@ -431,7 +440,8 @@ def eval_cmd(
     from lakevec.embed import load_embedder
 
     dataset = ev.load_dataset(dataset_dir, split=split, limit_queries=limit_queries)
-    report = ev.evaluate(dataset, retrievers or ev.EVAL_RETRIEVERS, load_embedder(model), k=k,
+    embedder = load_embedder(model, precision=precision)
+    report = ev.evaluate(dataset, retrievers or ev.EVAL_RETRIEVERS, embedder, k=k,
                          work_dir=work_dir, progress=not quiet)
     regressions: list[ev.Regression] = []
     notes: list[str] = []

@@ -435,16 +435,14 @@ class IndexSnapshot:
         k = min(max(int(k), 0), len(self))
         if k == 0 or self._hnsw is None:
             return [[] for _ in q], [[] for _ in q]
-        ef = max(self.manifest.hnsw.ef_search, k)
-        self._hnsw.set_ef(ef)
+        # ef is set once at load and never touched per query: hnswlib already
+        # searches with max(ef, k), and set_ef on a graph shared by threads races.
         try:
             labels, dist = self._hnsw.knn_query(q, k=k)
         except RuntimeError:
-            # With many deleted elements a small ef can come back short of k;
+            # With many deleted elements the search can come back short of k;
             # exact search always answers.
             return self.exact(q, k)
-        finally:
-            self._hnsw.set_ef(self.manifest.hnsw.ef_search)
         rows = self.rows_for_labels(np.asarray(labels, dtype=np.int64).ravel()).reshape(
             labels.shape
         )
