@@ -6,7 +6,10 @@ fully offline. Any sentence-transformers model directory works via its path.
 no semantic quality and is never a default.
 
 Heavy imports (torch, sentence-transformers) happen only when a model is
-actually loaded, so commands that do not embed stay fast.
+actually loaded, so commands that do not embed stay fast. Building embeds with
+bf16 autocast when the CPU has native bf16 (``--precision auto``); queries use
+a torch-free ONNX export of the same model when one exists
+(:func:`load_query_embedder`, :mod:`lakevec.onnx_embed`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +37,16 @@ DEFAULT_BATCH_SIZE = 64
 _CHUNK = 512
 
 Vectors = npt.NDArray[np.float32]
+Precision = Literal["fp32", "bf16"]
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+# How texts are ordered before batching: "global" sorts the whole input
+# longest-first (the default: measured fastest, docs/BENCHMARKS.md), "chunk"
+# leaves it to sentence-transformers' sort inside each 512-text chunk, "off"
+# keeps input order (a baseline for the benchmark).
+LengthSort = Literal["global", "chunk", "off"]
+# CPU flags with native bf16 matrix instructions; without them torch emulates
+# bf16 and autocast is slower than fp32.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 @runtime_checkable
@@ -41,8 +55,10 @@ class Embedder(Protocol):
 
     spec: str  # how to load the same model again ("default", a path, "hash:64")
     model_id: str  # a portable, human-readable name
-    dimension: int
     fingerprint: str  # content hash of the model files
+
+    @property
+    def dimension(self) -> int: ...
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = ..., progress: bool = ...
@@ -54,7 +70,8 @@ def normalize(vectors: npt.NDArray[Any]) -> Vectors:
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (v / norms).astype(np.float32, copy=False)
+    out: Vectors = (v / norms).astype(np.float32, copy=False)
+    return out
 
 
 def model_fingerprint(model_dir: Path) -> str:
@@ -120,6 +137,35 @@ def _model_id(spec: str, model_dir: Path) -> str:
     return DEFAULT_MODEL_ID if spec == DEFAULT_MODEL else model_dir.name
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU feature flags from ``/proc/cpuinfo`` (empty where it does not exist)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def resolve_precision(requested: str = "auto", flags: Iterable[str] | None = None) -> Precision:
+    """Turn ``auto|fp32|bf16`` into the precision to embed with.
+
+    ``auto`` picks bf16 only when the CPU has native bf16 instructions
+    (``flags``, default: this machine's); forcing ``bf16`` elsewhere works but
+    is emulated and slow.
+    """
+    if requested not in PRECISION_CHOICES:
+        raise UsageProblem(
+            f"unknown precision {requested!r}; choose one of {', '.join(PRECISION_CHOICES)}"
+        )
+    if requested != "auto":
+        return cast(Precision, requested)
+    have = cpu_flags() if flags is None else frozenset(flags)
+    return "bf16" if have & BF16_CPU_FLAGS else "fp32"
+
+
 def _encode_in_chunks(
     texts: Sequence[str],
     encode_chunk: Any,
@@ -127,16 +173,24 @@ def _encode_in_chunks(
     dimension: int,
     progress: bool,
     desc: str,
+    length_sort: LengthSort = "global",
+    chunk: int = _CHUNK,
 ) -> Vectors:
     """Encode ``texts`` longest-first in chunks, with a progress bar on stderr.
 
     Sorting by length across the whole input (not only inside one call) keeps
     padding waste low; results are scattered back to input order.
     """
+    out = np.empty((len(texts), dimension), dtype=np.float32)
+    order = list(range(len(texts)))
+    if length_sort == "global":
+        order.sort(key=lambda i: -len(texts[i]))
+    if not progress and len(order) <= chunk:
+        # One chunk, no bar: skip importing tqdm (matters for a query's cold start).
+        out[order] = encode_chunk([texts[i] for i in order])
+        return out
     from tqdm import tqdm
 
-    out = np.empty((len(texts), dimension), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     with tqdm(
         total=len(texts),
         desc=desc,
@@ -145,21 +199,38 @@ def _encode_in_chunks(
         disable=not progress,
         dynamic_ncols=True,
     ) as bar:
-        for start in range(0, len(order), _CHUNK):
-            idx = order[start : start + _CHUNK]
+        for start in range(0, len(order), chunk):
+            idx = order[start : start + chunk]
             out[idx] = encode_chunk([texts[i] for i in idx])
             bar.update(len(idx))
     return out
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model on the CPU, loaded from a local directory only."""
+    """A sentence-transformers model on the CPU, loaded from a local directory only.
 
-    def __init__(self, spec: str = DEFAULT_MODEL, *, device: str = "cpu") -> None:
+    ``precision`` is ``auto`` (bf16 autocast where the CPU has native bf16,
+    else fp32), ``fp32`` or ``bf16``; vectors are always returned as
+    L2-normalised float32 (normalised in fp32, after the forward pass).
+    """
+
+    backend = "sentence-transformers"
+
+    def __init__(
+        self,
+        spec: str = DEFAULT_MODEL,
+        *,
+        device: str = "cpu",
+        precision: str = "auto",
+        length_sort: LengthSort = "global",
+        fingerprint: str | None = None,
+    ) -> None:
         self.spec = spec
         self.model_dir = resolve_model_dir(spec)
         self.model_id = _model_id(spec, self.model_dir)
-        self.fingerprint = model_fingerprint(self.model_dir)
+        self.fingerprint = fingerprint or model_fingerprint(self.model_dir)
+        self.precision: Precision = resolve_precision(precision)
+        self.length_sort: LengthSort = length_sort
         self._device = device
         self._model: Any = None
         self._dimension: int | None = None
@@ -174,11 +245,16 @@ class SentenceTransformerEmbedder:
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
 
-                hf_logging.disable_progress_bar()
+                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 self._model = SentenceTransformer(str(self.model_dir), device=self._device)
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise ModelLoadError(f"cannot load model {self.spec}: {exc}") from exc
         return self._model
+
+    @property
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (loads it on first use)."""
+        return self._load()
 
     @property
     def dimension(self) -> int:
@@ -198,6 +274,37 @@ class SentenceTransformerEmbedder:
     def max_seq_length(self) -> int:
         return int(self._load().max_seq_length)
 
+    @contextmanager
+    def _autocast(self, precision: Precision) -> Iterator[None]:
+        if precision == "bf16":
+            import torch
+
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                yield
+        else:
+            with nullcontext():
+                yield
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: Precision | None = None,
+    ) -> Vectors:
+        """Encode one list of texts in input order (no progress bar, no global sort)."""
+        model = self._load()
+        with self._autocast(precision or self.precision):
+            vecs = model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=False,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        # Normalise in fp32: under autocast the pooled output may be bf16.
+        return normalize(vecs.float().cpu().numpy())
+
     def encode(
         self,
         texts: Sequence[str],
@@ -205,21 +312,26 @@ class SentenceTransformerEmbedder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
     ) -> Vectors:
-        model = self._load()
-
-        def chunk(batch: list[str]) -> Vectors:
-            vecs = model.encode(
-                batch,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            return np.asarray(vecs, dtype=np.float32)
-
         return _encode_in_chunks(
-            texts, chunk, dimension=self.dimension, progress=progress, desc="embedding"
+            texts,
+            lambda batch: self.encode_batch(batch, batch_size=batch_size),
+            dimension=self.dimension,
+            progress=progress,
+            desc=f"embedding ({self.precision})",
+            length_sort=self.length_sort,
+            # "off" must also defeat sentence-transformers' own per-call sort.
+            chunk=batch_size if self.length_sort == "off" else _CHUNK,
         )
+
+    def prepare_query_model(self, *, progress: bool = False) -> str:
+        """Make sure a verified ONNX export exists for torch-free queries.
+
+        Returns a one-line note for the build summary. Never raises for a
+        failed export: queries then fall back to sentence-transformers.
+        """
+        from lakevec.onnx_embed import ensure_export
+
+        return ensure_export(self, progress=progress)
 
 
 _WORD = re.compile(r"[a-z0-9_]+")
@@ -269,15 +381,38 @@ class ModelRef:
     fingerprint: str
 
 
-def load_embedder(spec: str | None = None) -> Embedder:
-    """Load an embedder from a spec: ``default``, a model directory, or ``hash:DIM``."""
+def load_embedder(spec: str | None = None, *, precision: str = "auto") -> Embedder:
+    """Load an embedder from a spec: ``default``, a model directory, or ``hash:DIM``.
+
+    ``precision`` (``auto|fp32|bf16``) applies to sentence-transformers models.
+    """
     spec = spec or DEFAULT_MODEL
     if spec.startswith("hash:"):
         try:
             return HashEmbedder(int(spec.split(":", 1)[1]))
         except ValueError:
             raise UsageProblem(f"bad hash embedder spec {spec!r}; use hash:DIM") from None
-    return SentenceTransformerEmbedder(spec)
+    return SentenceTransformerEmbedder(spec, precision=precision)
+
+
+def load_query_embedder(spec: str | None = None) -> Embedder:
+    """The embedder for queries: the model's ONNX export if one exists, else the model.
+
+    The ONNX path imports onnxruntime and tokenizers only (no torch), which
+    keeps a fresh ``lakevec search`` well under two seconds; without a usable
+    export this falls back to sentence-transformers in fp32.
+    """
+    spec = spec or DEFAULT_MODEL
+    if spec.startswith("hash:"):
+        return load_embedder(spec)
+    model_dir = resolve_model_dir(spec)
+    fingerprint = model_fingerprint(model_dir)
+    from lakevec.onnx_embed import open_export
+
+    onnx = open_export(spec, _model_id(spec, model_dir), fingerprint)
+    if onnx is not None:
+        return onnx
+    return SentenceTransformerEmbedder(spec, precision="fp32", fingerprint=fingerprint)
 
 
 def describe_model(spec: str | None) -> ModelRef:

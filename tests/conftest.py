@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +64,12 @@ def shared_dataset(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared/data is only beside the repo in CI/dev)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep ONNX query-model exports (written by real-model builds) out of ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LAKEVEC_CACHE_DIR", str(tmp_path_factory.mktemp("lakevec-cache")))
+    yield
+    mp.undo()
