@@ -128,7 +128,7 @@ BATCH_SIZE_OPTION = click.option(
 PRECISION_OPTION = click.option(
     "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
     show_default=True,
-    help="Embedding precision: auto uses bf16 autocast when the CPU has native bf16 "
+    help="Embedding precision: auto uses bf16 weights when the CPU has native bf16 "
     "(avx512_bf16/amx_bf16), else fp32. Force fp32 for bit-stable vectors.",
 )
 KEEP_OPTION = click.option(

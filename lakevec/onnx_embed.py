@@ -147,6 +147,10 @@ class OnnxEmbedder:
         self.info = info
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        # No busy-waiting worker threads: queries are single, latency-bound
+        # calls, and spinning threads steal the CPU from the rest of the process
+        # (HNSW search, a server's other requests, a build's torch encoder).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(target / MODEL_FILE), sess_options=opts, providers=["CPUExecutionProvider"]
         )

@@ -1,4 +1,4 @@
-"""Embedding throughput: fp32 vs the fast path (bf16 autocast), and length-aware batching.
+"""Embedding throughput: fp32 vs the fast path (bf16 weights), and length-aware batching.
 
 All variants run in one process, interleaved round by round (the machine is
 shared, so only ratios within a round are trustworthy); medians are reported.

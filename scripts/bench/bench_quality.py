@@ -1,7 +1,7 @@
 """Quality guard of the fast path on SciFact: bf16 vs fp32 vectors and nDCG@10.
 
 Embeds the SciFact corpus (5,183 docs, BEIR layout) twice with the packaged
-MiniLM, once in fp32 and once with bf16 autocast, through lakevec's eval
+MiniLM, once in fp32 and once with bf16 weights, through lakevec's eval
 harness (``lakevec.evaluate``; indexes cached in .bench/eval-<precision>/),
 then reports:
 
