@@ -26,7 +26,6 @@ from lakevec.index import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_M,
     DEFAULT_REBUILD_THRESHOLD,
-    HnswParams,
     iso_ms,
     utc_now,
 )
@@ -204,13 +203,7 @@ def build_index_cmd(
     never re-embedded. The new snapshot is swapped in atomically.
     """
     root = root_from(ctx)
-    params = None
-    if any(v is not None for v in (m, ef_construction, ef_search)):
-        params = HnswParams(
-            M=m or DEFAULT_M,
-            ef_construction=ef_construction or DEFAULT_EF_CONSTRUCTION,
-            ef_search=ef_search or DEFAULT_EF_SEARCH,
-        )
+    given = {"M": m, "ef_construction": ef_construction, "ef_search": ef_search}
     report = index_corpus(
         corpus or default_corpus(root),
         _index_dir(ctx, index),
@@ -218,7 +211,7 @@ def build_index_cmd(
         corpus_format=corpus_format,
         strict=strict,
         full=full,
-        params=params,
+        hnsw={k: v for k, v in given.items() if v is not None},
         progress=not quiet,
         keep=keep,
         rebuild_threshold=rebuild_threshold,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from lakevec.corpus import CorpusFormat, read_corpus
@@ -15,6 +16,7 @@ from lakevec.index import (
     BuildReport,
     Clock,
     HnswParams,
+    IndexManifest,
     build_index,
     current_snapshot_dir,
     read_manifest,
@@ -22,12 +24,18 @@ from lakevec.index import (
 )
 
 
-def existing_model_spec(index_dir: Path) -> str | None:
-    """The model spec of the live snapshot, if there is a readable one."""
+def existing_manifest(index_dir: Path) -> IndexManifest | None:
+    """The manifest of the live snapshot, if there is a readable one."""
     try:
-        return read_manifest(current_snapshot_dir(index_dir)).model.spec
+        return read_manifest(current_snapshot_dir(index_dir))
     except (IndexMissingError, IndexCorruptError):
         return None
+
+
+def existing_model_spec(index_dir: Path) -> str | None:
+    """The model spec of the live snapshot, if there is a readable one."""
+    manifest = existing_manifest(index_dir)
+    return manifest.model.spec if manifest else None
 
 
 def index_corpus(
@@ -38,7 +46,7 @@ def index_corpus(
     corpus_format: CorpusFormat = "auto",
     strict: bool = False,
     full: bool = False,
-    params: HnswParams | None = None,
+    hnsw: Mapping[str, int] | None = None,
     progress: bool = False,
     keep: int = DEFAULT_KEEP,
     rebuild_threshold: float = DEFAULT_REBUILD_THRESHOLD,
@@ -53,11 +61,17 @@ def index_corpus(
 
     Without ``model`` an existing index keeps its own model (so a cron reindex
     needs no flags); a new index uses the packaged all-MiniLM-L6-v2.
+    ``hnsw`` overrides some of ``M``/``ef_construction``/``ef_search``; the
+    rest come from the existing index (unless ``full``) or the defaults.
     ``precision`` is ``auto|fp32|bf16`` (see :func:`lakevec.embed.resolve_precision`).
     With ``query_model`` a sentence-transformers model also gets its torch-free
     ONNX query export (cached per model; a failed export only prints a note).
     """
     corpus = read_corpus(corpus_path, corpus_format, strict=strict)
+    params = None
+    if hnsw:
+        base = None if full else existing_manifest(index_dir)
+        params = (base.hnsw if base else HnswParams()).model_copy(update=dict(hnsw))
     if embedder is None:
         # --full alone re-embeds with the index's own model; switching models
         # takes an explicit --model (a silent fall-back to the default would
@@ -78,7 +92,8 @@ def index_corpus(
         clock=clock,
     )
     prepare = getattr(embedder, "prepare_query_model", None)
-    if query_model and prepare is not None:
+    # Not on a no-op: a cron reindex that changed nothing must not load torch.
+    if query_model and prepare is not None and report.changed:
         note = prepare(progress=progress)
         if progress:
             print(note, file=sys.stderr)

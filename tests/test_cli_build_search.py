@@ -125,3 +125,18 @@ def test_every_option_has_help() -> None:
         for param in command.params:
             if param.param_type_name == "option":
                 assert getattr(param, "help", None), f"{command.name} {param.name} lacks help"
+
+
+def test_hnsw_flags_override_only_what_is_given(root: Path) -> None:
+    from lakevec.index import open_index
+
+    assert build(root, "--m", "8", "--ef-construction", "40").exit_code == 0
+    result = build(root, "--ef-search", "33")
+    assert result.exit_code == 0, result.output
+    with open_index(root / "index") as index:
+        assert index.manifest.hnsw.model_dump() == {
+            "M": 8, "ef_construction": 40, "ef_search": 33
+        }
+    # Changing the graph's shape on an existing index needs --full.
+    assert build(root, "--m", "12").exit_code == 2
+    assert build(root, "--m", "12", "--full").exit_code == 0
