@@ -18,11 +18,9 @@ Regenerate the committed JSON Schema with ``python -m lakevec.evidence``.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakevec.bundle import ContextBundle, js_slice
 from lakevec.errors import EvidenceError
+from lakevec.locks import acquire
 from lakevec.validate import ValidationResult
 
 __all__ = [
@@ -150,20 +149,6 @@ def encode_row(row: ReplayRunRow | ReplayResult) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def _lock(fd: int, path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise EvidenceError(
-                    f"evidence log {path} stayed locked by another writer for {timeout:g}s"
-                ) from None
-            time.sleep(0.01)
-
-
 def append_evidence(
     path: Path, row: ReplayRunRow | ReplayResult, *, lock_timeout: float = LOCK_TIMEOUT
 ) -> ReplayRunRow:
@@ -184,7 +169,13 @@ def append_evidence(
             "fix its permissions or pass --evidence PATH"
         ) from exc
     try:
-        _lock(fd, path, lock_timeout)
+        acquire(
+            fd,
+            timeout=lock_timeout,
+            on_timeout=lambda: EvidenceError(
+                f"evidence log {path} stayed locked by another writer for {lock_timeout:g}s"
+            ),
+        )
         size = os.fstat(fd).st_size
         # A writer killed mid-line must not glue its fragment to our row.
         if size > 0 and os.pread(fd, 1, size - 1) != b"\n":

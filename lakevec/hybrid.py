@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from lakevec.embed import Embedder
 from lakevec.index import IndexSnapshot
 from lakevec.lexical import BM25Index, lexical_text
-from lakevec.retrieve import Hit
+from lakevec.retrieve import Hit, SnapshotRetriever
 
 DEFAULT_RRF_K = 5
 DEFAULT_DEPTH = 50
@@ -71,7 +71,7 @@ def snapshot_bm25(snapshot: IndexSnapshot, *, save: bool = True) -> BM25Index:
     return index
 
 
-class HybridRetriever:
+class HybridRetriever(SnapshotRetriever):
     """BM25 over the index's record store fused with dense search over its vectors.
 
     The BM25 index comes from the snapshot's own record store
@@ -91,26 +91,13 @@ class HybridRetriever:
         depth: int = DEFAULT_DEPTH,
         exact: bool = False,
     ) -> None:
-        self.snapshot = snapshot
-        self.embedder = embedder
+        super().__init__(snapshot, embedder)
         self.rrf_k = rrf_k
         self.depth = depth
         self.exact = exact
         self.bm25 = bm25 or snapshot_bm25(snapshot)
         if len(self.bm25) != len(snapshot):
             raise ValueError("the BM25 index must be row-aligned with the snapshot")
-
-    def close(self) -> None:
-        self.snapshot.close()
-
-    def __enter__(self) -> HybridRetriever:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def search(self, query: str, k: int) -> list[Hit]:
-        return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """Like :meth:`search` for many queries; embeds them in one batch."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +24,19 @@ def _holder(path: Path) -> str:
     return text or "unknown"
 
 
+def acquire(fd: int, *, timeout: float, on_timeout: Callable[[], Exception]) -> None:
+    """Take an exclusive flock on ``fd``, polling for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise on_timeout() from None
+            time.sleep(0.01)
+
+
 @contextmanager
 def exclusive_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path``; wait at most ``timeout`` seconds.
@@ -33,18 +46,14 @@ def exclusive_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise IndexLockedError(
-                        f"another {what} is running, pid {_holder(path)} (lock {path}) — "
-                        "wait for it to finish or raise --lock-timeout"
-                    ) from None
-                time.sleep(0.05)
+        acquire(
+            fd,
+            timeout=timeout,
+            on_timeout=lambda: IndexLockedError(
+                f"another {what} is running, pid {_holder(path)} (lock {path}) — "
+                "wait for it to finish or raise --lock-timeout"
+            ),
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:

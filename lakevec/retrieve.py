@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from lakevec.corpus import CorpusFormat, PlaybookRecord, read_corpus
 from lakevec.embed import Embedder, load_query_embedder
@@ -100,19 +100,20 @@ def drop_non_positive(hits: Sequence[Hit]) -> list[Hit]:
     return [h for h in hits if h.score > 0]
 
 
-class DenseRetriever:
-    """Dense retrieval over an index snapshot: HNSW (``hnsw``) or brute force (``exact``)."""
+class SnapshotRetriever:
+    """Base of retrievers over an index snapshot: owns it (close / context manager)
+    and answers single queries through the batched :meth:`search_many`."""
 
-    def __init__(self, snapshot: IndexSnapshot, embedder: Embedder, *, exact: bool = False) -> None:
+    name: str
+
+    def __init__(self, snapshot: IndexSnapshot, embedder: Embedder) -> None:
         self.snapshot = snapshot
         self.embedder = embedder
-        self.exact = exact
-        self.name = "exact" if exact else "hnsw"
 
     def close(self) -> None:
         self.snapshot.close()
 
-    def __enter__(self) -> DenseRetriever:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -120,6 +121,18 @@ class DenseRetriever:
 
     def search(self, query: str, k: int) -> list[Hit]:
         return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        raise NotImplementedError
+
+
+class DenseRetriever(SnapshotRetriever):
+    """Dense retrieval over an index snapshot: HNSW (``hnsw``) or brute force (``exact``)."""
+
+    def __init__(self, snapshot: IndexSnapshot, embedder: Embedder, *, exact: bool = False) -> None:
+        super().__init__(snapshot, embedder)
+        self.exact = exact
+        self.name = "exact" if exact else "hnsw"
 
     def search_many(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """Like :meth:`search` for many queries; embeds them in one batch."""
