@@ -122,7 +122,7 @@ STRICT_OPTION = click.option(
 )
 BATCH_SIZE_OPTION = click.option(
     "--batch-size", type=click.IntRange(1, 4096), default=None,
-    help="Texts per model forward pass. Default 64.",
+    help="Texts per model forward pass. Default 32 (measured fastest for MiniLM).",
 )
 PRECISION_OPTION = click.option(
     "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
