@@ -23,7 +23,7 @@ import numpy as np
 from lakevec.corpus import Corpus, read_corpus
 from lakevec.embed import Embedder
 from lakevec.errors import CorpusError, UsageProblem
-from lakevec.index import IndexSnapshot, build_index, open_index
+from lakevec.index import HnswParams, IndexSnapshot, build_index, open_index
 
 NDCG_AT = 10
 MRR_AT = 10
@@ -155,7 +155,12 @@ def ensure_index(
     index_dir = eval_index_dir(corpus, embedder, work_dir)
     # A concurrent eval of the same set holds the lock while it embeds (minutes
     # on a cold cache); waiting for it beats failing and embedding twice.
-    build_index(corpus, index_dir, embedder, progress=progress, lock_timeout=3600)
+    # Explicit default params: a cache built under other defaults is brought to
+    # these (ef_search only changes the manifest) so figures do not depend on
+    # when the cache was made.
+    build_index(
+        corpus, index_dir, embedder, params=HnswParams(), progress=progress, lock_timeout=3600
+    )
     return open_index(index_dir)
 
 
