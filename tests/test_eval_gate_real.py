@@ -1,14 +1,15 @@
 """The CI regression gate: real MiniLM on alert-runbooks against docs/eval-baseline.json.
 
 The fast subset: the full 380-document corpus (so the task is unchanged) and
-the first CI_QUERIES judged queries. The eval index is cached (by corpus
-sha256, model fingerprint and precision) in $LAKEVEC_EVAL_CACHE or
-~/.cache/lakevec/eval; a cold cache embeds 380 runbooks once.
+the first CI_QUERIES judged queries. The eval index is built in a fresh
+temporary work dir, never taken from a user cache: a cached index would hide a
+regression in the embedding path, which the gate exists to catch.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -22,7 +23,7 @@ CI_QUERIES = 200
 BASELINE = REPO / "docs" / "eval-baseline.json"
 
 
-def test_eval_gate_on_alert_runbooks_subset() -> None:
+def test_eval_gate_on_alert_runbooks_subset(tmp_path: Path) -> None:
     dataset = shared_dataset("beir/alert-runbooks")
     result = CliRunner().invoke(
         main,
@@ -34,6 +35,8 @@ def test_eval_gate_on_alert_runbooks_subset() -> None:
             str(CI_QUERIES),
             "--check",
             str(BASELINE),
+            "--work-dir",
+            str(tmp_path),
             "--json",
             "-q",
         ],
