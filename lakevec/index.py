@@ -49,6 +49,7 @@ from lakevec.errors import (
     ModelMismatchError,
     UsageProblem,
 )
+from lakevec.files import fsync_path
 from lakevec.locks import exclusive_lock
 
 FORMAT_VERSION: Literal[1] = 1
@@ -220,14 +221,6 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
     with tmp.open("wb") as fh:
@@ -235,7 +228,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_path(path.parent)
+    fsync_path(path.parent)
 
 
 def _hnswlib() -> Any:
@@ -871,7 +864,7 @@ def _build_locked(
 
     phase("write")
     graph.save_index(str(tmp / "hnsw.bin"))
-    _fsync_path(tmp / "hnsw.bin")
+    fsync_path(tmp / "hnsw.bin")
     _save_npy(tmp / "vectors.npy", vectors)
     _save_npy(tmp / "labels.npy", labels)
     offsets = _write_records(
@@ -920,7 +913,7 @@ def _build_locked(
         files=files,
     )
     _write_atomic(tmp / "manifest.json", manifest.model_dump_json(indent=2).encode())
-    _fsync_path(tmp)
+    fsync_path(tmp)
 
     phase("swap")
     snaps = index_dir / SNAPSHOTS_DIR
@@ -929,7 +922,7 @@ def _build_locked(
     if final.exists():  # left by a build killed between rename and CURRENT swap
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_path(snaps)
+    fsync_path(snaps)
     _write_atomic(index_dir / CURRENT_FILE, f"{snapshot}\n".encode())
     gc_snapshots(index_dir, keep)
     return replace(

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lakevec.embed import DEFAULT_BATCH_SIZE, Vectors, _encode_in_chunks, normalize
 from lakevec.errors import LakevecError
+from lakevec.files import fsync_path
 
 if TYPE_CHECKING:
     from lakevec.embed import SentenceTransformerEmbedder
@@ -293,14 +294,6 @@ def _torch_export(model: Any, path: Path, pooling: str, normalize_out: bool) -> 
         )
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def export_model(
     embedder: SentenceTransformerEmbedder,
     target: Path,
@@ -359,7 +352,7 @@ def export_model(
         info = info.model_copy(update={"min_cosine": round(worst, 6)})
         (tmp / INFO_FILE).write_text(info.model_dump_json(indent=2), encoding="utf-8")
         for name in (MODEL_FILE, TOKENIZER_FILE, INFO_FILE):
-            _fsync(tmp / name)
+            fsync_path(tmp / name)
         if target.exists():
             # Damaged or stale (a valid one is never re-exported): replace it.
             shutil.rmtree(target)
@@ -369,7 +362,7 @@ def export_model(
             # A concurrent build installed its own export first; keep that one.
             if read_export_info(target, embedder.fingerprint) is None:
                 raise
-        _fsync(target.parent)
+        fsync_path(target.parent)
         return info
     finally:
         if tmp.exists():
