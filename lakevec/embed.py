@@ -206,7 +206,44 @@ def _encode_in_chunks(
     return out
 
 
-class SentenceTransformerEmbedder:
+class ChunkedEncoder:
+    """``encode`` for embedders that implement ``encode_batch``: length-sorted
+    chunks, scattered back to input order, with a progress bar on stderr."""
+
+    length_sort: LengthSort = "global"
+
+    @property
+    def dimension(self) -> int:
+        raise NotImplementedError
+
+    def _label(self) -> str:
+        return "embedding"
+
+    def encode_batch(
+        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Vectors:
+        raise NotImplementedError
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> Vectors:
+        return _encode_in_chunks(
+            texts,
+            lambda batch: self.encode_batch(batch, batch_size=batch_size),
+            dimension=self.dimension,
+            progress=progress,
+            desc=self._label(),
+            length_sort=self.length_sort,
+            # "off" must also defeat sentence-transformers' own per-call sort.
+            chunk=batch_size if self.length_sort == "off" else _CHUNK,
+        )
+
+
+class SentenceTransformerEmbedder(ChunkedEncoder):
     """A sentence-transformers model on the CPU, loaded from a local directory only.
 
     ``precision`` is ``auto`` (bf16 weights where the CPU has native bf16,
@@ -312,23 +349,8 @@ class SentenceTransformerEmbedder:
         # Normalise in fp32: a bf16 model's pooled output is bf16.
         return normalize(vecs.float().cpu().numpy())
 
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        progress: bool = False,
-    ) -> Vectors:
-        return _encode_in_chunks(
-            texts,
-            lambda batch: self.encode_batch(batch, batch_size=batch_size),
-            dimension=self.dimension,
-            progress=progress,
-            desc=f"embedding ({self.precision})",
-            length_sort=self.length_sort,
-            # "off" must also defeat sentence-transformers' own per-call sort.
-            chunk=batch_size if self.length_sort == "off" else _CHUNK,
-        )
+    def _label(self) -> str:
+        return f"embedding ({self.precision})"
 
     def prepare_query_model(self, *, progress: bool = False) -> str:
         """Make sure a verified ONNX export exists for torch-free queries.
@@ -344,13 +366,13 @@ class SentenceTransformerEmbedder:
 _WORD = re.compile(r"[a-z0-9_]+")
 
 
-class HashEmbedder:
+class HashEmbedder(ChunkedEncoder):
     """Deterministic bag-of-words hashing embedder for tests (no semantics, no model)."""
 
     def __init__(self, dimension: int = 64) -> None:
         if dimension < 2:
             raise UsageProblem("hash embedder dimension must be at least 2")
-        self.dimension = dimension
+        self._dim = dimension
         self.spec = f"hash:{dimension}"
         self.model_id = self.spec
         self.fingerprint = hashlib.sha256(self.spec.encode()).hexdigest()[:32]
@@ -364,19 +386,14 @@ class HashEmbedder:
             vec[0] = 1.0  # empty text still gets a unit vector
         return vec
 
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        progress: bool = False,
-    ) -> Vectors:
-        def chunk(batch: list[str]) -> Vectors:
-            return normalize(np.stack([self._vector(t) for t in batch]))
+    @property
+    def dimension(self) -> int:
+        return self._dim
 
-        return _encode_in_chunks(
-            texts, chunk, dimension=self.dimension, progress=progress, desc="embedding"
-        )
+    def encode_batch(
+        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Vectors:
+        return normalize(np.stack([self._vector(t) for t in texts]))
 
 
 @dataclass(frozen=True)

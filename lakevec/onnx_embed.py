@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lakevec.embed import DEFAULT_BATCH_SIZE, Vectors, _encode_in_chunks, normalize
+from lakevec.embed import DEFAULT_BATCH_SIZE, ChunkedEncoder, Vectors, normalize
 from lakevec.errors import LakevecError
 from lakevec.files import fsync_path
 
@@ -130,7 +130,7 @@ def read_export_info(target: Path, fingerprint: str) -> ExportInfo | None:
     return info
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(ChunkedEncoder):
     """Embeds with onnxruntime + tokenizers from an export; never imports torch."""
 
     backend = "onnx"
@@ -143,7 +143,7 @@ class OnnxEmbedder:
         self.spec = spec
         self.model_id = model_id
         self.fingerprint = info.fingerprint
-        self.dimension = info.dimension
+        self._dim = info.dimension
         self.export_dir = target
         self.info = info
         opts = ort.SessionOptions()
@@ -189,16 +189,12 @@ class OnnxEmbedder:
         # keeps exported models without a Normalize module consistent too.
         return normalize(out)
 
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
-    ) -> Vectors:
-        return _encode_in_chunks(
-            texts,
-            lambda batch: self.encode_batch(batch, batch_size=batch_size),
-            dimension=self.dimension,
-            progress=progress,
-            desc="embedding (onnx)",
-        )
+    @property
+    def dimension(self) -> int:
+        return self._dim
+
+    def _label(self) -> str:
+        return "embedding (onnx)"
 
 
 def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | None:
