@@ -57,6 +57,11 @@ def embed_text(record: PlaybookRecord) -> str:
     return f"{record.title} {record.content}".strip()
 
 
+def keyword_text(record: PlaybookRecord) -> str:
+    """The text keyword retrievers (the seed's Jaccard, BM25) see: title, content and tags."""
+    return f"{record.title} {record.content} {' '.join(record.tags)}"
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -9,6 +9,7 @@ holding up on all of them rather than peaking on one.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -42,6 +43,7 @@ def rrf(
 
 
 BM25_DIR = "bm25"
+log = logging.getLogger("lakevec.hybrid")
 
 
 def snapshot_bm25(snapshot: IndexSnapshot, *, save: bool = True) -> BM25Index:
@@ -55,18 +57,28 @@ def snapshot_bm25(snapshot: IndexSnapshot, *, save: bool = True) -> BM25Index:
     cache = snapshot.path / BM25_DIR
     try:
         return BM25Index.load(cache, documents=len(snapshot))
-    except ValueError:
-        # No cache yet, or one saved with other settings: build from the records.
+    except (ValueError, OSError):
+        # No cache yet, a partial one, or one saved with other settings: build
+        # from the records.
         index = BM25Index(lexical_text(r) for r in snapshot.iter_records())
     if save:
         tmp = snapshot.path / f".{BM25_DIR}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             index.save(tmp)
-            if cache.exists():  # a stale cache from other settings
-                shutil.rmtree(cache)
-            os.replace(tmp, cache)
-        except OSError:
-            # Read-only or racing with another writer: serve from memory.
+            try:
+                os.replace(tmp, cache)
+            except OSError:
+                # Another process saved one first: keep it if it loads with our
+                # settings, else replace it.
+                try:
+                    BM25Index.load(cache, documents=len(snapshot))
+                except (ValueError, OSError):
+                    shutil.rmtree(cache, ignore_errors=True)
+                    os.replace(tmp, cache)
+        except OSError as exc:
+            # Read-only index or a lost race: serve from memory, say why.
+            log.info("BM25 index not cached in %s: %s", snapshot.path, exc)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return index
 
@@ -95,7 +107,7 @@ class HybridRetriever(SnapshotRetriever):
         self.rrf_k = rrf_k
         self.depth = depth
         self.exact = exact
-        self.bm25 = bm25 or snapshot_bm25(snapshot)
+        self.bm25 = bm25 if bm25 is not None else snapshot_bm25(snapshot)
         if len(self.bm25) != len(snapshot):
             raise ValueError("the BM25 index must be row-aligned with the snapshot")
 

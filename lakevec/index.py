@@ -30,7 +30,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -674,8 +674,12 @@ def gc_snapshots(index_dir: Path, keep: int) -> list[Path]:
     removed = []
     for snap in list_snapshots(index_dir)[:-keep]:
         if snap.name != live:
-            shutil.rmtree(snap)
-            removed.append(snap)
+            # A reader may be writing a derived cache (BM25) into an old snapshot
+            # right now; a failed delete is retried by the next build, and must
+            # not fail this one, whose snapshot is already live.
+            shutil.rmtree(snap, ignore_errors=True)
+            if not snap.exists():
+                removed.append(snap)
     return removed
 
 
@@ -946,6 +950,3 @@ def _last_version(index_dir: Path) -> int:
             continue
     return max(versions)
 
-
-def iter_rows(snapshot: IndexSnapshot, rows: Iterable[int]) -> list[StoredRecord]:
-    return [snapshot.record(r) for r in rows]

@@ -71,7 +71,9 @@ def index_corpus(
     params = None
     if hnsw:
         base = None if full else existing_manifest(index_dir)
-        params = (base.hnsw if base else HnswParams()).model_copy(update=dict(hnsw))
+        params = HnswParams.model_validate(
+            {**(base.hnsw if base else HnswParams()).model_dump(), **hnsw}
+        )
     if embedder is None:
         # --full alone re-embeds with the index's own model; switching models
         # takes an explicit --model (a silent fall-back to the default would

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lakevec.corpus import PlaybookRecord
+from lakevec.corpus import PlaybookRecord, keyword_text
 from lakevec.retrieve import Hit
 
 PARAMS_FILE = "lakevec-bm25.json"
@@ -32,9 +32,7 @@ Rows = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float64]
 
 
-def lexical_text(record: PlaybookRecord) -> str:
-    """The text BM25 indexes for a record: title, content and tags."""
-    return f"{record.title} {record.content} {' '.join(record.tags)}"
+lexical_text = keyword_text  # BM25 indexes the same text the seed's Jaccard scores
 
 
 def _stem_function(language: str | None) -> Callable[[str], str] | None:
@@ -157,14 +155,8 @@ class BM25Index:
         ids: list[list[int]] = self._tokenizer.tokenize(
             list(queries), update_vocab=False, return_as="ids", show_progress=False
         )
-        return [[i for i in q if i != self._empty_id] for q in ids]
-
-    def scores(self, query: str) -> Scores:
-        """The BM25 score of every row for ``query`` (zeros when nothing matches)."""
-        ids = self._query_ids([query])[0] if query.strip() and self._n else []
-        if not ids:
-            return np.zeros(self._n, dtype=np.float64)
-        return np.asarray(self._bm25.get_scores(ids), dtype=np.float64)
+        empty = self._empty_id  # a property: read once, not per token
+        return [[i for i in q if i != empty] for q in ids]
 
     def search_rows(self, queries: Sequence[str], k: int) -> list[tuple[Rows, Scores]]:
         """Top ``k`` rows with a positive score for each query, best first."""

@@ -21,9 +21,11 @@ from pydantic import BaseModel, ConfigDict
 
 from lakevec import __version__
 from lakevec.bundle import ContextBundle, build_context_bundle, build_prompt, js_len, js_slice
+from lakevec.corpus import text_sha256
 from lakevec.errors import UsageProblem
 from lakevec.evidence import Provenance, ReplayResult, RetrievedIds, append_evidence
 from lakevec.gateway import DEFAULT_TIMEOUT, ChatGateway, ChatResult, HttpGateway
+from lakevec.index import iso_ms
 from lakevec.paths import default_evidence
 from lakevec.retrieve import DEFAULT_RETRIEVER, Retriever, open_retriever
 from lakevec.validate import ValidationResult, validate_response
@@ -97,12 +99,12 @@ def format_recorded_at(moment: datetime) -> str:
     """``Date.prototype.toISOString()``: UTC, millisecond precision, ``Z`` suffix."""
     if moment.tzinfo is None:
         raise ValueError("recorded_at needs a timezone-aware datetime")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return iso_ms(moment)
 
 
 def task_hash(task: str) -> str:
-    return hashlib.sha256(task.encode("utf-8")).hexdigest()
+    """sha256 hex of the task's UTF-8 bytes (the Go port's rule)."""
+    return text_sha256(task)
 
 
 def recorded_run_id(hash_hex: str, recorded_at: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
-from lakevec.corpus import CorpusFormat, PlaybookRecord, read_corpus
+from lakevec.corpus import CorpusFormat, PlaybookRecord, keyword_text, read_corpus
 from lakevec.embed import Embedder, load_query_embedder
 from lakevec.errors import UsageProblem
 from lakevec.index import IndexSnapshot, check_model, open_index
@@ -59,9 +59,7 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return inter / union if union else 0.0
 
 
-def jaccard_text(record: PlaybookRecord) -> str:
-    """The text the seed scores with Jaccard: title, content and tags."""
-    return f"{record.title} {record.content} {' '.join(record.tags)}"
+jaccard_text = keyword_text  # the seed scores title, content and tags
 
 
 class JaccardRetriever:
@@ -93,11 +91,6 @@ def search_many(retriever: Retriever, queries: Sequence[str], k: int) -> list[li
         results: list[list[Hit]] = batch(queries, k)
         return results
     return [retriever.search(q, k) for q in queries]
-
-
-def drop_non_positive(hits: Sequence[Hit]) -> list[Hit]:
-    """Keep hits with a strictly positive score, as the seed does after ranking."""
-    return [h for h in hits if h.score > 0]
 
 
 class SnapshotRetriever:

@@ -394,16 +394,24 @@ class LiveIndex:
 
 
 def load_live(index_dir: Path, embedder: Embedder, *, checksums: bool = True) -> LiveIndex:
-    """Open and verify the live snapshot and read its filter metadata."""
+    """Open and verify the live snapshot, read its filter metadata and BM25 index.
+
+    The model is checked against the manifest first, so a snapshot built with
+    another model is refused before its files are hashed and its graph loaded.
+    BM25 is prepared here, on the loader thread, so that no request pays for it.
+    """
+    check_model(read_manifest(current_snapshot_dir(index_dir)), embedder)
     snapshot = open_index(index_dir, checksums=checksums)
     try:
-        check_model(snapshot.manifest, embedder)
+        check_model(snapshot.manifest, embedder)  # CURRENT may have moved meanwhile
         meta = _Metadata(snapshot.iter_records(), len(snapshot))
+        loaded = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        live = LiveIndex(snapshot, embedder, meta, loaded)
+        live.bm25 = snapshot_bm25(snapshot)
     except BaseException:
         snapshot.close()
         raise
-    loaded = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return LiveIndex(snapshot, embedder, meta, loaded)
+    return live
 
 
 class SnapshotHolder:
@@ -506,9 +514,12 @@ class SnapshotHolder:
         except Exception as exc:  # noqa: BLE001 — any failure must leave the loader re-armed
             # Keep serving the previous snapshot; the error shows in /stats.
             log.error("cannot load index snapshot %s: %s", pointer, exc)
+            # A model mismatch cannot heal by itself: wait for CURRENT to change
+            # instead of reloading the snapshot every few seconds.
+            retry = math.inf if isinstance(exc, ModelMismatchError) else RELOAD_BACKOFF
             with self._lock:
                 self.last_error = f"{pointer}: {exc}"
-                self._failed[pointer] = self._monotonic() + RELOAD_BACKOFF
+                self._failed[pointer] = self._monotonic() + retry
                 self._loader = None
             return
         with self._lock:
