@@ -427,8 +427,10 @@ class IndexSnapshot:
         """ANN top-``k`` rows and cosine scores for each query; ``k`` is clamped."""
         q = self._check_query(queries)
         k = min(max(int(k), 0), len(self))
-        if k == 0 or self._hnsw is None:
+        if k == 0:
             return [[] for _ in q], [[] for _ in q]
+        if self._hnsw is None:  # opened with graph=False: still answer, exactly
+            return self.exact(q, k)
         # ef is set once at load and never touched per query: hnswlib already
         # searches with max(ef, k), and set_ef on a graph shared by threads races.
         try:
