@@ -528,6 +528,11 @@ class _Plan:
     deleted_labels: list[int] = field(default_factory=list)
 
     @property
+    def deleted(self) -> int:
+        """Ids gone from the corpus (changed records also free a label, but are not deleted)."""
+        return len(self.deleted_labels) - self.updated
+
+    @property
     def to_embed(self) -> list[int]:
         return [i for i, r in enumerate(self.prev_rows) if r < 0]
 
@@ -779,7 +784,7 @@ def _build_locked(
         added=plan.added,
         updated=plan.updated,
         metadata_updated=plan.metadata_updated,
-        deleted=len(plan.deleted_labels) - plan.updated,
+        deleted=plan.deleted,
         unchanged=plan.unchanged,
         skipped=corpus.skipped,
         duplicates=len(corpus.duplicates),

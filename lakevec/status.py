@@ -140,7 +140,7 @@ def index_status(
                     added=plan.added,
                     updated=plan.updated,
                     metadata_updated=plan.metadata_updated,
-                    deleted=len(plan.deleted_labels) - plan.updated,
+                    deleted=plan.deleted,
                     unchanged=plan.unchanged,
                 )
     age = (clock() - _parse_iso(manifest.build.built_at)).total_seconds()

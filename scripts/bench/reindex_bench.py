@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -32,6 +31,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from _common import machine  # scripts/bench is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CORPUS = REPO / "../shared/data/scale/corpus-53k.jsonl"
@@ -59,24 +60,6 @@ class TimedEmbedder:
         finally:
             self.seconds += time.perf_counter() - t0
             self.texts += len(texts)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass  # not Linux: keep platform.processor()
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        mem = ""
-    return f"{os.cpu_count()}-core {cpu}{mem}, Python {platform.python_version()}"
 
 
 def copy_corpus(src: Path, dst: Path, limit: int | None) -> int:
