@@ -30,7 +30,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -286,13 +286,21 @@ def read_manifest(snapshot_dir: Path) -> IndexManifest:
         ) from None
 
 
-def verify_files(snapshot_dir: Path, manifest: IndexManifest, *, checksums: bool = True) -> None:
-    """Check every data file's size (and sha256) against the manifest.
+def verify_files(
+    snapshot_dir: Path,
+    manifest: IndexManifest,
+    *,
+    checksums: bool = True,
+    names: Iterable[str] = DATA_FILES,
+    sizes_only: Iterable[str] = (),
+) -> None:
+    """Check data files' sizes (and sha256, except ``sizes_only``) against the manifest.
 
     Runs before anything is handed to hnswlib: a truncated or corrupted graph
     file can crash the process instead of raising.
     """
-    for name in DATA_FILES:
+    skip_sha = set(sizes_only)
+    for name in names:
         info = manifest.files.get(name)
         path = snapshot_dir / name
         fix = "run `lakevec build-index --full` to rebuild it"
@@ -307,16 +315,28 @@ def verify_files(snapshot_dir: Path, manifest: IndexManifest, *, checksums: bool
                 f"index file {path} is {size} bytes, manifest says {info.bytes} "
                 f"(truncated or corrupted) — {fix}"
             )
-        if checksums and _sha256_file(path) != info.sha256:
+        if checksums and name not in skip_sha and _sha256_file(path) != info.sha256:
             raise IndexCorruptError(f"index file {path} fails its sha256 checksum — {fix}")
 
 
 class IndexSnapshot:
     """A loaded, verified snapshot: ANN and exact search plus the record store."""
 
-    def __init__(self, path: Path, manifest: IndexManifest, *, graph: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        manifest: IndexManifest,
+        *,
+        graph: bool = True,
+        verify_graph: bool = False,
+    ) -> None:
         self.path = path
         self.manifest = manifest
+        # Opened without its graph, the graph file was only size-checked; a
+        # later _load_graph hashes it first (most such opens never load it).
+        self._verify_graph = verify_graph
+        # Provenance for evidence rows: hashed once here, not per replay.
+        self.manifest_sha256 = _sha256_file(path / "manifest.json")
         self.labels: npt.NDArray[np.int64] = np.load(path / "labels.npy")
         self.offsets: npt.NDArray[np.int64] = np.load(path / "offsets.npy")
         if len(self.labels) != manifest.counts.records or len(self.offsets) != len(self.labels):
@@ -336,7 +356,14 @@ class IndexSnapshot:
         self._records_fh: IO[bytes] = (path / "records.jsonl").open("rb")
         self._records_size = os.fstat(self._records_fh.fileno()).st_size
 
+    def verify_graph_file(self) -> None:
+        """Hash the graph file if the open only size-checked it (graph=False)."""
+        if self._verify_graph:
+            verify_files(self.path, self.manifest, names=("hnsw.bin",))
+            self._verify_graph = False
+
     def _load_graph(self) -> Any:
+        self.verify_graph_file()
         hnswlib = _hnswlib()
         m = self.manifest
         idx = hnswlib.Index(space="ip", dim=m.model.dimension)
@@ -475,8 +502,12 @@ def open_index(
         try:
             snap = current_snapshot_dir(index_dir)
             manifest = read_manifest(snap)
-            verify_files(snap, manifest, checksums=checksums)
-            return IndexSnapshot(snap, manifest, graph=graph)
+            # Without the graph (diffs, status) its big file is only size-checked.
+            lazy = () if graph else ("hnsw.bin",)
+            verify_files(snap, manifest, checksums=checksums, sizes_only=lazy)
+            return IndexSnapshot(
+                snap, manifest, graph=graph, verify_graph=checksums and not graph
+            )
         except (IndexCorruptError, FileNotFoundError):
             if attempt == 4 or _read_pointer(index_dir) == pointer:
                 raise

@@ -8,14 +8,13 @@ failures (no index, unreadable corpus, log not writable) raise
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,7 +24,7 @@ from lakevec.corpus import text_sha256
 from lakevec.errors import UsageProblem
 from lakevec.evidence import Provenance, ReplayResult, RetrievedIds, append_evidence
 from lakevec.gateway import DEFAULT_TIMEOUT, ChatGateway, ChatResult, HttpGateway
-from lakevec.index import iso_ms
+from lakevec.index import IndexSnapshot, iso_ms
 from lakevec.paths import default_evidence
 from lakevec.retrieve import DEFAULT_RETRIEVER, Retriever, open_retriever
 from lakevec.validate import ValidationResult, validate_response
@@ -162,33 +161,17 @@ class _DryRunGateway:
         return ChatResult(ok=True, content=self.response + suffix)
 
 
-def _manifest_facts(retriever: object) -> tuple[str | int | None, str | None, str | None]:
-    """(index version, manifest sha256, embedding model) of a dense retriever, if any.
+def _manifest_facts(retriever: object) -> tuple[int | None, str | None, str | None]:
+    """(index version, manifest sha256, embedding model) of an index-backed retriever.
 
-    Duck-typed: explicit ``index_version``/``manifest_sha256``/``model_id``
-    attributes win; otherwise a ``snapshot`` with a ``manifest`` (lakevec.index)
-    is read. Provenance is best effort and never fails a run.
+    Read from the snapshot the retriever searched (facts captured when it was
+    opened), so provenance costs nothing per run and survives snapshot GC.
     """
-    version: Any = getattr(retriever, "index_version", None)
-    digest: Any = getattr(retriever, "manifest_sha256", None)
-    model: Any = getattr(retriever, "model_id", None)
     snapshot = getattr(retriever, "snapshot", None)
-    manifest = getattr(snapshot, "manifest", None)
-    if manifest is not None:
-        version = version if version is not None else getattr(manifest, "version", None)
-        if model is None:
-            model = getattr(getattr(manifest, "model", None), "model_id", None)
-        snap_dir = getattr(snapshot, "path", None)
-        if digest is None and isinstance(snap_dir, Path):
-            try:
-                digest = hashlib.sha256((snap_dir / "manifest.json").read_bytes()).hexdigest()
-            except OSError:
-                digest = None  # the snapshot may have been garbage-collected meanwhile
-    return (
-        version if isinstance(version, str | int) and not isinstance(version, bool) else None,
-        digest if isinstance(digest, str) else None,
-        model if isinstance(model, str) else None,
-    )
+    if not isinstance(snapshot, IndexSnapshot):
+        return None, None, None
+    manifest = snapshot.manifest
+    return manifest.version, snapshot.manifest_sha256, manifest.model.model_id
 
 
 def _provenance(retriever: Retriever | None, api: str) -> Provenance:

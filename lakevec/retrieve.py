@@ -147,10 +147,12 @@ def open_dense(
     """Open the live index snapshot with its own model (or a verified ``model``)."""
     snapshot = open_index(index_dir)
     try:
-        spec = model or snapshot.manifest.model.spec
-        check_model(snapshot.manifest, spec)
-        # Torch-free ONNX query model when the build exported one.
-        return DenseRetriever(snapshot, load_query_embedder(spec), exact=exact)
+        # Torch-free ONNX query model when the build exported one. Loading it is
+        # cheap (weights load lazily) and yields the fingerprint, so the model
+        # check below does not hash the model files a second time.
+        embedder = load_query_embedder(model or snapshot.manifest.model.spec)
+        check_model(snapshot.manifest, embedder)
+        return DenseRetriever(snapshot, embedder, exact=exact)
     except BaseException:
         snapshot.close()
         raise

@@ -878,9 +878,8 @@ def create_app(
     check_bind(settings.host, settings.token)
     if embedder is None:
         manifest = read_manifest(current_snapshot_dir(settings.index_dir))
-        spec = settings.model or manifest.model.spec
-        check_model(manifest, spec)
-        embedder = load_query_embedder(spec)
+        # The model is checked against the snapshot by load_live, below.
+        embedder = load_query_embedder(settings.model or manifest.model.spec)
     holder = SnapshotHolder(
         settings.index_dir, embedder, poll_interval=settings.poll_interval,
         checksums=settings.checksums,

@@ -126,6 +126,7 @@ def index_status(
     """
     index_dir = Path(index_dir)
     with open_index(index_dir, checksums=verify, graph=False) as snapshot:
+        snapshot.verify_graph_file()  # --verify means every file, the graph's too
         manifest = snapshot.manifest
         drift: Drift | None = None
         error: str | None = None

@@ -204,3 +204,19 @@ def test_record_store_keeps_corpus_order_across_updates(
     with open_index(index_dir) as index:
         positions = {r.id: r.position for r in index.iter_records()}
     assert positions == {str(r["id"]): i for i, r in enumerate(rows)}
+
+
+def test_open_without_graph_defers_the_graph_checksum(built: Path) -> None:
+    """Diffs and status skip hashing the (large) graph; loading it still verifies."""
+    path = current_snapshot_dir(built) / "hnsw.bin"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    index = open_index(built, graph=False)  # the size matches, so it opens
+    try:
+        with pytest.raises(IndexCorruptError, match="hnsw.bin fails its sha256 checksum"):
+            index.verify_graph_file()
+    finally:
+        index.close()
+    with pytest.raises(IndexCorruptError, match="hnsw.bin fails its sha256 checksum"):
+        open_index(built)
