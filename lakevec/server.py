@@ -71,7 +71,6 @@ from lakevec.hybrid import HybridRetriever, snapshot_bm25
 from lakevec.index import (
     CURRENT_FILE,
     IndexSnapshot,
-    StoredRecord,
     check_model,
     current_snapshot_dir,
     open_index,
@@ -317,7 +316,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class _Metadata:
     """Per-row filter columns of one snapshot: coded scores/categories, tag → rows."""
 
-    def __init__(self, records: Iterator[StoredRecord], n: int) -> None:
+    def __init__(self, records: Iterator[dict[str, Any]], n: int) -> None:
         self.n = n
         self.score = np.zeros(n, dtype=np.int32)
         self.category = np.zeros(n, dtype=np.int32)
@@ -325,11 +324,13 @@ class _Metadata:
         self.category_codes: dict[str, int] = {}
         tag_rows: dict[str, list[int]] = {}
         for row, rec in enumerate(records):
-            self.score[row] = self.score_codes.setdefault(rec.success_score, len(self.score_codes))
-            self.category[row] = self.category_codes.setdefault(
-                rec.source_category, len(self.category_codes)
+            self.score[row] = self.score_codes.setdefault(
+                rec["success_score"], len(self.score_codes)
             )
-            for tag in set(rec.tags):
+            self.category[row] = self.category_codes.setdefault(
+                rec["source_category"], len(self.category_codes)
+            )
+            for tag in set(rec["tags"]):
                 tag_rows.setdefault(tag, []).append(row)
         self.tags = {t: np.asarray(r, dtype=np.int64) for t, r in tag_rows.items()}
 
@@ -404,7 +405,7 @@ def load_live(index_dir: Path, embedder: Embedder, *, checksums: bool = True) ->
     snapshot = open_index(index_dir, checksums=checksums)
     try:
         check_model(snapshot.manifest, embedder)  # CURRENT may have moved meanwhile
-        meta = _Metadata(snapshot.iter_records(), len(snapshot))
+        meta = _Metadata(snapshot.iter_raw(), len(snapshot))  # 3 fields: no validation
         loaded = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         live = LiveIndex(snapshot, embedder, meta, loaded)
         live.bm25 = snapshot_bm25(snapshot)
@@ -579,10 +580,8 @@ def _exact_over(
         sims = vectors[allowed] @ q
         rows = allowed
     else:
-        sims = vectors @ q
-        sims = np.where(mask, sims, -np.inf)
-        rows = np.arange(len(mask))
-        sims, rows = sims[allowed], rows[allowed]
+        sims = (vectors @ q)[allowed]
+        rows = allowed
     k = min(k, len(rows))
     top = np.argpartition(-sims, k - 1)[:k]
     top = top[np.argsort(-sims[top], kind="stable")]
