@@ -1,23 +1,35 @@
 """Streaming reader for the playbook corpus (and BEIR-layout corpora).
 
 A playbook record is one JSON object per line, shaped like the seed
-pipeline's RAG samples. Bad lines never abort a read by default: each is
-reported with its line number and reason, skipped, and counted; ``strict``
-turns the first report into a :class:`~lakevec.errors.CorpusError`.
+pipeline's RAG samples. Reading never raises on what a line contains: every
+non-blank line becomes either a record or a :class:`CorpusProblem` (its
+1-based line number and the reason), so one bad export line cannot block a
+cron reindex. ``strict`` turns the first problem into a
+:class:`~lakevec.errors.CorpusError`; otherwise only a missing/unreadable
+file or a corpus without a single valid record raises.
+
+A line is read when it is UTF-8 (a BOM may open the file; CRLF endings and
+a missing final newline are fine), at most ``max_line_bytes`` long, free of
+NUL bytes, standard JSON (RFC 8259: no NaN/Infinity), an object nested at
+most :data:`MAX_NESTING` deep, valid as a :class:`PlaybookRecord`, and free
+of lone surrogates in the fields a record keeps. Unknown keys are ignored,
+whatever they hold (huge integers included).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
-from lakevec.errors import CorpusError
+from lakevec import jsonsafe
+from lakevec.errors import CorpusError, JsonTooDeep
 
 CorpusFormat = Literal["auto", "playbooks", "beir"]
 
@@ -66,6 +78,23 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: Deepest nesting a line may have. A record needs 2 levels (object, tags);
+#: the limit is fixed rather than left to the JSON parser's recursion limit,
+#: which depends on how deep the caller's stack already is, so whether a line
+#: is read never depends on who reads it.
+MAX_NESTING = 100
+#: Longest line read (bytes, newline excluded); a longer one is skipped while
+#: streaming past it, so one runaway line cannot exhaust memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+_BOM = b"\xef\xbb\xbf"
+_SKIP_CHUNK = 1 << 20
+_SHOWN = 3  # problems / ids / line numbers quoted in a message before "(+N more)"
+_REASON_CHARS = 300
+_KEPT_FIELDS: tuple[str, ...] = tuple(PlaybookRecord.model_fields)
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
 @dataclass(frozen=True)
 class CorpusProblem:
     """A line that could not be turned into a record."""
@@ -79,7 +108,7 @@ class CorpusProblem:
 
 @dataclass(frozen=True)
 class DuplicateId:
-    """An id seen on more than one line; the last line wins."""
+    """An id seen on more than one line (every one of them, in order); the last line wins."""
 
     id: str
     lines: tuple[int, ...]
@@ -103,20 +132,84 @@ class Corpus:
 
     @property
     def skipped(self) -> int:
+        """Lines skipped as unreadable or invalid (blank lines are not counted)."""
         return len(self.problems)
+
+    @property
+    def duplicate_lines(self) -> int:
+        """Valid lines whose record was replaced by a later line with the same id."""
+        return sum(len(d.lines) - 1 for d in self.duplicates)
+
+    def skipped_lines(self) -> list[dict[str, int | str]]:
+        """Every skipped line as ``{"line": n, "reason": "..."}``, in file order (for JSON)."""
+        return [{"line": p.line, "reason": p.reason} for p in self.problems]
 
     def summary(self) -> str:
         """One line describing what was skipped or merged, empty when all is clean."""
         parts: list[str] = []
         if self.problems:
-            first = "; ".join(str(p) for p in self.problems[:3])
-            more = f" (+{len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
-            parts.append(f"skipped {len(self.problems)} bad line(s): {first}{more}")
+            first = "; ".join(str(p) for p in self.problems[:_SHOWN])
+            more = _more(len(self.problems))
+            parts.append(f"skipped {len(self.problems):,} bad line(s): {first}{more}")
         if self.duplicates:
-            ids = ", ".join(d.id for d in self.duplicates[:3])
-            more = f" (+{len(self.duplicates) - 3} more)" if len(self.duplicates) > 3 else ""
-            parts.append(f"{len(self.duplicates)} duplicate id(s), last line wins: {ids}{more}")
+            ids = "; ".join(
+                f"id {_show_id(d.id)} on lines {_line_list(d.lines)}"
+                for d in self.duplicates[:_SHOWN]
+            )
+            more = _more(len(self.duplicates), " id(s)")
+            parts.append(
+                f"{self.duplicate_lines:,} line(s) repeat an earlier id (last wins): {ids}{more}"
+            )
         return f"{self.path}: " + "; ".join(parts) if parts else ""
+
+
+def _more(total: int, what: str = "") -> str:
+    return f" (+{total - _SHOWN:,} more{what})" if total > _SHOWN else ""
+
+
+def _show_id(rid: str) -> str:
+    return repr(rid if len(rid) <= 60 else rid[:57] + "...")
+
+
+def _line_list(lines: tuple[int, ...]) -> str:
+    """``1, 2, 3 … 10000 (+9,996 more)``: the first lines and the winning (last) one."""
+    if len(lines) <= _SHOWN + 2:
+        return ", ".join(map(str, lines))
+    first = ", ".join(map(str, lines[:_SHOWN]))
+    return f"{first} … {lines[-1]} (+{len(lines) - _SHOWN - 1:,} more)"
+
+
+class _LineProblem(Exception):
+    """Why a line is skipped; raised and caught inside this module only."""
+
+
+class _HugeInt:
+    """An integer too long for ``int()``: ignored in unknown keys, invalid in record fields."""
+
+
+def _parse_int(literal: str) -> int | _HugeInt:
+    try:
+        return int(literal)
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return _HugeInt()
+
+
+_JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def _check_surrogates(data: dict[str, Any]) -> None:
+    # A lone surrogate (from a "\ud800" escape) cannot be encoded as UTF-8, so
+    # it would crash the embedder, BM25 or the JSON writers later. The line is
+    # skipped rather than repaired with U+FFFD, in every kept field alike:
+    # repairing would silently merge ids ("a\ud800" and "a\udc00" both become
+    # "a\ufffd") and index text that is not in the file.
+    for name in _KEPT_FIELDS:
+        value = data.get(name)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, str) and (found := _SURROGATE.search(item)):
+                code = f"\\u{ord(found.group()):04x}"
+                raise _LineProblem(f"contains a lone surrogate ({code}) in field {name}")
 
 
 def _pydantic_reason(exc: ValidationError) -> str:
@@ -129,8 +222,9 @@ def _pydantic_reason(exc: ValidationError) -> str:
 
 def _from_beir(obj: dict[str, Any]) -> dict[str, Any]:
     """Map a BEIR document (``_id``, ``title``, ``text``) onto the playbook shape."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    assert isinstance(meta, dict)
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
     return {
         "id": obj.get("_id"),
         "title": obj.get("title") or "",
@@ -146,10 +240,51 @@ def _detect(obj: dict[str, Any]) -> Literal["playbooks", "beir"]:
     return "beir" if "_id" in obj and "text" in obj and "id" not in obj else "playbooks"
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_number, raw_line)`` for every line of ``path``, 1-based."""
+def _decode(raw: bytes) -> Any:
+    """The JSON value on one (non-blank) line; raises :class:`_LineProblem`."""
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        hint = "JSON text has none; is the file UTF-16?"
+        raise _LineProblem(f"contains a NUL byte at byte {nul + 1} ({hint})")
     try:
-        handle = path.open("rb")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _LineProblem(f"not UTF-8 ({exc.reason} at byte {exc.start + 1})") from None
+    try:
+        return jsonsafe.loads(text, max_nesting=MAX_NESTING, parse_int=_parse_int)
+    except JsonTooDeep as exc:
+        raise _LineProblem(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise _LineProblem(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:  # NaN/Infinity and any other literal json rejects
+        raise _LineProblem(f"malformed JSON ({exc})") from None
+
+
+def _read_lines(
+    handle: BinaryIO, digest: Any, max_line_bytes: int
+) -> Iterator[tuple[int, bytes | int]]:
+    """``(line_number, raw_line)``, or ``(line_number, length)`` for a line over the limit,
+    which is streamed past in chunks, never held whole. Every byte goes through ``digest``."""
+    lineno = 0
+    while chunk := handle.readline(max_line_bytes + 1):
+        lineno += 1
+        digest.update(chunk)
+        if len(chunk) <= max_line_bytes or chunk.endswith(b"\n"):
+            yield lineno, chunk
+            continue
+        length = len(chunk)
+        while chunk := handle.readline(_SKIP_CHUNK):
+            digest.update(chunk)
+            length += len(chunk)
+            if chunk.endswith(b"\n"):
+                length -= 1
+                break
+        yield lineno, length
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
     except FileNotFoundError:
         raise CorpusError(
             f"corpus file not found: {path} — pass --corpus PATH, or --root/"
@@ -157,8 +292,12 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         ) from None
     except OSError as exc:
         raise CorpusError(f"cannot read corpus {path}: {exc.strerror}") from exc
-    with handle:
-        yield from enumerate(handle, start=1)
+
+
+def _clean(reason: str) -> str:
+    """A reason that is safe to print and to put in JSON: UTF-8 encodable and bounded."""
+    reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+    return reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 3] + "..."
 
 
 def read_corpus(
@@ -167,11 +306,16 @@ def read_corpus(
     *,
     strict: bool = False,
     allow_empty: bool = False,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Corpus:
     """Stream ``path`` into a :class:`Corpus`.
 
     ``fmt="auto"`` decides from the first JSON object: BEIR documents have
-    ``_id`` and ``text``. With ``strict`` the first bad line raises.
+    ``_id`` and ``text``. Bad lines are skipped and listed in
+    :attr:`Corpus.problems`; with ``strict`` the first one raises
+    :class:`CorpusError` naming its line. Also raises :class:`CorpusError`
+    when the file is missing or unreadable, or holds no valid record (unless
+    ``allow_empty``).
     """
     path = Path(path)
     if path.is_dir():
@@ -185,46 +329,45 @@ def read_corpus(
     seen_lines: dict[str, list[int]] = {}
     problems: list[CorpusProblem] = []
     resolved: Literal["playbooks", "beir"] | None = None if fmt == "auto" else fmt
-    lines = size = 0
-    for lineno, raw in iter_lines(path):
-        lines = lineno
-        size += len(raw)
-        digest.update(raw)
-        if not raw.strip():
-            continue
-        problem: str | None = None
-        try:
-            obj = json.loads(raw)
-        except UnicodeDecodeError as exc:
-            problem = f"not UTF-8 ({exc.reason})"
-        except json.JSONDecodeError as exc:
-            problem = f"malformed JSON ({exc.msg} at column {exc.colno})"
-        else:
-            if not isinstance(obj, dict):
-                problem = f"expected a JSON object, got {type(obj).__name__}"
-            else:
+    lines = 0
+    with _open(path) as handle:
+        for lineno, raw in _read_lines(handle, digest, max_line_bytes):
+            lines = lineno
+            if isinstance(raw, bytes):
+                raw = raw.removeprefix(_BOM) if lineno == 1 else raw
+                if not raw.strip():
+                    continue
+            try:
+                if isinstance(raw, int):
+                    raise _LineProblem(f"longer than {max_line_bytes:,} bytes ({raw:,})")
+                obj = _decode(raw)
+                if not isinstance(obj, dict):
+                    raise _LineProblem(
+                        f"expected a JSON object, got {_JSON_TYPES.get(type(obj), 'a number')}"
+                    )
                 if resolved is None:
                     resolved = _detect(obj)
+                data = _from_beir(obj) if resolved == "beir" else obj
+                _check_surrogates(data)
                 try:
-                    rec = PlaybookRecord.model_validate(
-                        _from_beir(obj) if resolved == "beir" else obj
-                    )
+                    rec = PlaybookRecord.model_validate(data)
                 except ValidationError as exc:
-                    problem = _pydantic_reason(exc)
-                else:
-                    records.pop(rec.id, None)  # last wins, and moves to the end
-                    records[rec.id] = rec
-                    rows.append(rec)
-                    seen_lines.setdefault(rec.id, []).append(lineno)
-        if problem is not None:
-            if strict:
-                raise CorpusError(
-                    f"{path}: line {lineno}: {problem} — fix the line or drop --strict to skip it"
-                )
-            problems.append(CorpusProblem(lineno, problem))
+                    raise _LineProblem(_pydantic_reason(exc)) from None
+            except _LineProblem as exc:
+                reason = _clean(str(exc))
+                if strict:
+                    fix = "fix the line or drop --strict to skip it"
+                    raise CorpusError(f"{path}: line {lineno}: {reason} — {fix}") from None
+                problems.append(CorpusProblem(lineno, reason))
+                continue
+            records.pop(rec.id, None)  # last wins, and moves to the end
+            records[rec.id] = rec
+            rows.append(rec)
+            seen_lines.setdefault(rec.id, []).append(lineno)
+        size = handle.tell()
     duplicates = [DuplicateId(i, tuple(ls)) for i, ls in seen_lines.items() if len(ls) > 1]
     if not records and not allow_empty:
-        detail = f" ({len(problems)} bad line(s): {problems[0]})" if problems else ""
+        detail = f" ({len(problems):,} bad line(s): {problems[0]})" if problems else ""
         raise CorpusError(
             f"corpus {path} has no valid records{detail} — export playbooks to it first"
         )

@@ -45,3 +45,26 @@ class GatewayError(LakevecError):
 
 class EvidenceError(LakevecError):
     """The evidence log could not be written."""
+
+
+class ExportError(LakevecError):
+    """The model cannot be exported to ONNX, or the export does not match the model."""
+
+
+class ServiceError(LakevecError):
+    """The lakevec service could not be reached or failed the request."""
+
+
+class PortInUseError(LakevecError):
+    """``lakevec serve`` cannot listen: another process holds the port."""
+
+
+# Internal signals (not LakevecError: they never reach a user as such).
+
+
+class JsonTooDeep(ValueError):
+    """JSON arrays/objects nest deeper than the caller's limit."""
+
+
+class GraphSearchShort(RuntimeError):
+    """hnswlib found fewer than ``k`` neighbours (many deleted elements)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lakevec.errors import IndexLockedError
+from lakevec.errors import IndexCorruptError, IndexLockedError
 
 
 def _holder(path: Path) -> str:
@@ -41,10 +41,18 @@ def acquire(fd: int, *, timeout: float, on_timeout: Callable[[], Exception]) -> 
 def exclusive_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path``; wait at most ``timeout`` seconds.
 
-    Raises :class:`IndexLockedError` naming the holder's pid when it times out.
+    Raises :class:`IndexLockedError` naming the holder's pid when it times out,
+    and :class:`IndexCorruptError` when the lock file cannot be opened (a
+    directory in its place, permissions...).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise IndexCorruptError(
+            f"cannot open lock file {path} ({exc.strerror or exc}) — remove it"
+            + ("" if isinstance(exc, IsADirectoryError) else " or fix its permissions")
+        ) from None
     try:
         acquire(
             fd,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT_ENV = "LH_DISTILL_ROOT"
+from lakevec.settings import ROOT_ENV, env
+
 CORPUS_RELPATH = Path("exports/rag/playbooks.jsonl")
 INDEX_RELPATH = Path("index")
 EVIDENCE_RELPATH = Path("data/_kb/replay_runs.jsonl")
@@ -19,9 +20,9 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     """``root`` if given, else ``$LH_DISTILL_ROOT``, else the current directory."""
     if root is not None and str(root) != "":
         return Path(root)
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env)
+    env_root = env(ROOT_ENV)
+    if env_root:
+        return Path(env_root)
     return Path.cwd()
 
 

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check lakevec tests scripts
-.venv/bin/mypy lakevec
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -2,6 +2,7 @@
 
 It answers one path (``/v1/chat`` or ``/v1/chat/completions``) with a reply
 chosen by the request's ``model``; every request is recorded for assertions.
+A reply may lie about its length (``declared_length``) to cut the body short.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Any
 class Reply:
     status: int = 200
     body: bytes = b""
+    #: Content-Length sent instead of the body's (the connection closes after the body).
+    declared_length: int | None = None
 
     @classmethod
-    def answer(cls, content: str) -> Reply:
+    def answer(cls, content: object) -> Reply:
         payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
         return cls(200, json.dumps(payload).encode())
 
@@ -59,7 +62,9 @@ def chat_server(path: str, replies: dict[str, Reply]) -> Iterator[ChatServer]:
                 reply = state.replies.get(body.get("model"), Reply(500, b"unknown model"))
             self.send_response(reply.status)
             self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(reply.body)))
+            declared = reply.declared_length
+            sent = len(reply.body) if declared is None else declared
+            self.send_header("content-length", str(sent))
             self.end_headers()
             self.wfile.write(reply.body)
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from lakevec.embed import Embedder, HashEmbedder, load_embedder
+from lakevec.embed.base import Embedder
+from lakevec.embed.hashing import HashEmbedder
+from lakevec.embed.loader import load_embedder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -73,3 +75,57 @@ def _isolated_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     mp.setenv("LAKEVEC_CACHE_DIR", str(tmp_path_factory.mktemp("lakevec-cache")))
     yield
     mp.undo()
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and mtime (to prove nothing was written)."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture
+def read_only_copy(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """Copy an index directory and expose the copy read-only.
+
+    As root (CI) the copy is bind-mounted read-only, so any write fails with
+    EROFS; elsewhere the copy's permissions are dropped. Either way the test
+    should also compare :func:`tree_state` before and after.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    mounts: list[Path] = []
+    copies: list[Path] = []
+
+    def make(index_dir: Path) -> Path:
+        n = len(copies)
+        src = tmp_path / f"ro-src-{n}"
+        shutil.copytree(index_dir, src)
+        copies.append(src)
+        target = tmp_path / f"ro-index-{n}"
+        target.mkdir()
+        if os.geteuid() == 0:
+            subprocess.run(["mount", "--bind", str(src), str(target)], check=True)
+            mounts.append(target)
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(target)], check=True)
+            return target
+        target.rmdir()
+        src.rename(target)
+        for p in [target, *target.rglob("*")]:
+            p.chmod(p.stat().st_mode & ~0o222)
+        copies[-1] = target
+        return target
+
+    yield make
+    for target in reversed(mounts):
+        # A busy mount (a test still holding a file) is detached lazily rather
+        # than left behind to break pytest's temp-dir cleanup.
+        if subprocess.run(["umount", str(target)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(target)], check=True)
+    for path in copies:
+        for p in [path, *path.rglob("*")]:
+            if p.exists() and not p.is_symlink():
+                p.chmod(p.stat().st_mode | 0o200)

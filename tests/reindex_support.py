@@ -2,8 +2,9 @@
 builder / reader that run in a subprocess so tests can SIGKILL them.
 
 Run as a script (``python tests/reindex_support.py build ...``) it builds an
-index with the hash embedder and can pause at a named point of the build,
-writing a marker file first, so a test kills it at a deterministic moment.
+index with the hash embedder and can pause at a phase of the build (the
+build's public ``on_phase`` hook), writing a marker file first, so a test
+kills it at a deterministic moment.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # when run as a script from a subprocess
     sys.path.insert(0, str(REPO))
 
-from lakevec.embed import HashEmbedder, Vectors, normalize  # noqa: E402
+from lakevec.embed.base import Vectors, normalize  # noqa: E402
+from lakevec.embed.hashing import HashEmbedder  # noqa: E402
+from lakevec.index.build import BUILD_PHASES  # noqa: E402
+from lakevec.index.snapshot import IndexSnapshot  # noqa: E402
 
 SUPPORT = Path(__file__).resolve()
-PAUSE_POINTS = ("embed", "graph", "write", "swap", "rename", "gc")
+PAUSE_POINTS = BUILD_PHASES
 
 
 # ─── corpora ─────────────────────────────────────────────────────────────────
@@ -94,6 +98,8 @@ class CountingEmbedder:
         self.model_id = self.inner.model_id
         self.dimension = self.inner.dimension
         self.fingerprint = self.inner.fingerprint
+        self.backend = self.inner.backend
+        self.precision = self.inner.precision
         self.texts: list[str] = []
 
     def encode(
@@ -111,6 +117,9 @@ class ClusterEmbedder:
     """Clustered, tie-free continuous vectors: a cluster centre (named in the text)
     plus noise seeded by the whole text. Unlike the hash embedder, exact search
     has no ties, so recall@k against it is well defined."""
+
+    backend = "hash"
+    precision = "na"
 
     def __init__(self, dimension: int = 64, clusters: int = 40, noise: float = 1.5) -> None:
         self.dimension = dimension
@@ -136,83 +145,43 @@ class ClusterEmbedder:
 # ─── subprocess builder / reader ─────────────────────────────────────────────
 
 
-def _pause(marker: Path, point: str, hold: float) -> None:
-    marker.write_text(f"{point} {os.getpid()}\n", encoding="utf-8")
-    time.sleep(hold)
-
-
 def run_builder(corpus: Path, index_dir: Path, pause_at: str, marker: Path, hold: float,
                 keep: int) -> int:
-    """Build ``index_dir`` from ``corpus``; pause ``hold`` s at ``pause_at``."""
-    import lakevec.index as ix
+    """Build ``index_dir`` from ``corpus``; hold still ``hold`` s at phase ``pause_at``.
+
+    The pause goes through the build's public ``on_phase`` hook: the marker
+    file (``"<phase> <pid>"``) is written first, so the test knows exactly
+    where the process is when it kills it. Sleeping here is the builder
+    holding still, not the test's synchronisation.
+    """
     from lakevec.corpus import read_corpus
-
-    class PausingEmbedder(HashEmbedder):
-        def encode(self, texts: Sequence[str], *, batch_size: int = 64,
-                   progress: bool = False) -> Vectors:
-            half = len(texts) // 2
-            first = super().encode(texts[:half]) if half else None
-            if pause_at == "embed":
-                _pause(marker, "embed", hold)
-            rest = super().encode(texts[half:])
-            return rest if first is None else np.concatenate([first, rest])
-
-    add = ix._add_in_batches
-
-    def add_pausing(graph: Any, vectors: Vectors, labels: Any, **kw: Any) -> None:
-        half = len(labels) // 2
-        add(graph, vectors[:half], labels[:half], **kw)
-        _pause(marker, "graph", hold)
-        add(graph, vectors[half:], labels[half:], **kw)
-
-    save = ix._save_npy
-
-    def save_pausing(path: Path, array: Any) -> None:
-        if path.name == "labels.npy":  # hnsw.bin and vectors.npy already written
-            _pause(marker, "write", hold)
-        save(path, array)
-
-    write_atomic = ix._write_atomic
-
-    def write_atomic_pausing(path: Path, data: bytes) -> None:
-        if path.name == ix.CURRENT_FILE:  # new snapshot renamed in, CURRENT not yet
-            _pause(marker, "rename", hold)
-        write_atomic(path, data)
-
-    gc = ix.gc_snapshots
-
-    def gc_pausing(index_dir: Path, keep: int) -> list[Path]:
-        _pause(marker, "gc", hold)
-        return gc(index_dir, keep)
-
-    if pause_at == "graph":
-        ix._add_in_batches = add_pausing  # type: ignore[assignment]
-    elif pause_at == "write":
-        ix._save_npy = save_pausing
-    elif pause_at == "rename":
-        ix._write_atomic = write_atomic_pausing
-    elif pause_at == "gc":
-        ix.gc_snapshots = gc_pausing
+    from lakevec.index.build import build_index
 
     def on_phase(name: str) -> None:
-        if pause_at == "swap" and name == "swap":
-            _pause(marker, "swap", hold)
+        if name == pause_at:
+            marker.write_text(f"{name} {os.getpid()}\n", encoding="utf-8")
+            time.sleep(hold)
 
-    report = ix.build_index(read_corpus(corpus), index_dir, PausingEmbedder(64),
-                            on_phase=on_phase, keep=keep)
+    report = build_index(read_corpus(corpus), index_dir, HashEmbedder(64),
+                         on_phase=on_phase, keep=keep)
     print(json.dumps(report.as_dict()))
     return 0
 
 
-def run_reader(index_dir: Path, seconds: float) -> int:
-    """Open and search the live snapshot in a loop; print counts and errors as JSON."""
-    from lakevec.index import open_index
+def run_reader(index_dir: Path, seconds: float, ready: Path | None = None,
+               stop: Path | None = None) -> int:
+    """Open and search the live snapshot in a loop; print counts and errors as JSON.
+
+    ``ready`` is created after the first search (the test waits for it before
+    it starts building); the loop ends after ``seconds`` or once ``stop`` exists.
+    """
+    from lakevec.index.snapshot import open_index
 
     done, errors = 0, []
     versions: set[int] = set()
     deadline = time.monotonic() + seconds
     rng = np.random.default_rng(os.getpid())
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop is not None and stop.exists()):
         try:
             with open_index(index_dir) as snap:
                 check_snapshot(snap, rng)
@@ -220,11 +189,13 @@ def run_reader(index_dir: Path, seconds: float) -> int:
             done += 1
         except Exception as exc:  # noqa: BLE001 — the test wants every failure reported
             errors.append(f"{type(exc).__name__}: {exc}")
+        if done == 1 and ready is not None and not ready.exists():
+            ready.write_text(f"{os.getpid()}\n", encoding="utf-8")
     print(json.dumps({"searches": done, "errors": errors[:5], "versions": sorted(versions)}))
     return 0
 
 
-def check_snapshot(snap: Any, rng: np.random.Generator) -> None:
+def check_snapshot(snap: IndexSnapshot, rng: np.random.Generator) -> None:
     """A reader's view is complete: arrays agree and a stored vector finds its record."""
     n = len(snap)
     assert n == snap.manifest.counts.records, "record count differs from the manifest"
@@ -248,11 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = sub.add_parser("read")
     r.add_argument("index", type=Path)
     r.add_argument("--seconds", type=float, default=5.0)
+    r.add_argument("--ready", type=Path, default=None)
+    r.add_argument("--stop", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.cmd == "build":
         return run_builder(args.corpus, args.index, args.pause_at, args.marker, args.hold,
                            args.keep)
-    return run_reader(args.index, args.seconds)
+    return run_reader(args.index, args.seconds, args.ready, args.stop)
 
 
 if __name__ == "__main__":

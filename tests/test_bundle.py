@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lakevec.bundle import (
-    SYSTEM_PROMPT,
+from lakevec.corpus import PlaybookRecord, read_corpus
+from lakevec.index.snapshot import IndexSnapshot
+from lakevec.replay.bundle import (
     build_bundle_from_hits,
     build_context_bundle,
-    build_prompt,
     extract_validation_steps,
-    js_trim,
 )
-from lakevec.corpus import PlaybookRecord
-from lakevec.retrieve import Hit, JaccardRetriever
+from lakevec.replay.jsstr import js_len, js_slice, js_to_well_formed, js_trim
+from lakevec.replay.prompt import SYSTEM_PROMPT, build_prompt
+from lakevec.retrieval.base import Hit
+from lakevec.retrieval.filters import SearchFilters
+from lakevec.retrieval.jaccard import JaccardRetriever
 
 
 def rec(rid: str, title: str, content: str, score: str = "accepted", **kw: Any) -> PlaybookRecord:
@@ -29,14 +34,25 @@ class FakeRetriever:
     """Returns fixed hits, ignoring k, so the bundle's own truncation is exercised."""
 
     name = "fake"
+    last_strategy = "fake"
 
     def __init__(self, hits: list[Hit]) -> None:
+        self.snapshot: IndexSnapshot | None = None
+        self.corpus: Sequence[PlaybookRecord] | None = None
         self.hits = hits
-        self.queries: list[tuple[str, int]] = []
+        self.queries: list[tuple[str, int, SearchFilters | None]] = []
 
-    def search(self, query: str, k: int) -> list[Hit]:
-        self.queries.append((query, k))
+    def search(self, query: str, k: int, *, filters: SearchFilters | None = None) -> list[Hit]:
+        self.queries.append((query, k, filters))
         return list(self.hits)
+
+    def search_many(
+        self, queries: Sequence[str], k: int, *, filters: SearchFilters | None = None
+    ) -> list[list[Hit]]:
+        return [self.search(q, k, filters=filters) for q in queries]
+
+    def close(self) -> None:
+        pass
 
 
 # Task tokens: {verify, gateway, routing, table} (4).
@@ -140,7 +156,7 @@ def test_non_positive_scores_and_hits_beyond_k_are_dropped() -> None:
     ]
     fake = FakeRetriever(hits)
     bundle = build_context_bundle(fake, "q", k=2)
-    assert fake.queries == [("q", 2)]
+    assert fake.queries == [("q", 2, None)]  # no filters: the seed has none
     assert [a.rag_id for a in bundle.retrieved_playbooks] == ["a"]
 
 
@@ -211,8 +227,6 @@ def test_numpy_like_scores_become_floats() -> None:
 
 
 def test_js_string_semantics_count_utf16_units() -> None:
-    from lakevec.bundle import js_len, js_slice
-
     assert js_len("abc") == 3 and js_len("é") == 1 and js_len("😀") == 2
     assert js_slice("😀" * 3, 4) == "😀😀"
     # A cut through a surrogate pair drops the half character (JS would keep it).
@@ -220,33 +234,35 @@ def test_js_string_semantics_count_utf16_units() -> None:
     assert js_slice("héllo", 2) == "hé" and js_slice("x", 0) == ""
 
 
-def test_astral_content_preview_uses_utf16_units() -> None:
-    from lakevec.corpus import PlaybookRecord
-    from lakevec.retrieve import Hit
+def test_js_to_well_formed_replaces_lone_surrogates_only() -> None:
+    assert js_to_well_formed("a\ud800b\udfff") == "a\ufffdb\ufffd"
+    assert js_to_well_formed("ok 😀 é") == "ok 😀 é"
 
+
+def test_astral_content_preview_uses_utf16_units() -> None:
     rec = PlaybookRecord(id="e", title="t", content="😀" * 200, success_score="accepted")
     bundle = build_bundle_from_hits([Hit(rec, 0.5)])
     assert bundle.prior_successful_outputs[0].content_preview == "😀" * 120
 
 
-def test_duplicate_ids_follow_the_seed_scan(tmp_path) -> None:
+def test_duplicate_ids_follow_the_seed_scan(tmp_path: Path) -> None:
     """The seed keeps every corpus line: both copies of a repeated id are retrieved,
     and checklist steps come from every line with an accepted id, in file order."""
-    from lakevec.corpus import read_corpus
-    from lakevec.retrieve import JaccardRetriever
-    from tests.conftest import record, write_jsonl
 
-    path = write_jsonl(
-        tmp_path / "c.jsonl",
-        [
-            record("A", title="audit gateway routing", content="- verify first A"),
-            record("B", title="audit gateway routing", content="- check B"),
-            record("A", title="audit gateway routing", content="- ensure second A"),
-        ],
+    def line(rid: str, content: str) -> str:
+        return json.dumps({
+            "id": rid, "title": "audit gateway routing", "content": content, "tags": ["ops"],
+            "source_run_id": f"run-{rid}", "success_score": "accepted", "source_category": "ops",
+        })
+
+    path = tmp_path / "c.jsonl"
+    path.write_text(
+        "\n".join([line("A", "- verify first A"), line("B", "- check B"),
+                   line("A", "- ensure second A")]) + "\n",
+        encoding="utf-8",
     )
     retriever = JaccardRetriever(read_corpus(path).rows)
-    from lakevec.bundle import build_context_bundle
-
+    assert retriever.corpus is not None and len(retriever.corpus) == 3
     bundle = build_context_bundle(retriever, "audit gateway routing")
     # Task tokens {audit, gateway, routing}. B's text tokens are those + {check, ops}
     # → 3/5; each A line adds two 3+-char words + "ops" → 3/6. Stable order for ties.

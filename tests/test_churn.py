@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from lakevec.corpus import read_corpus
-from lakevec.embed import normalize
-from lakevec.index import IndexSnapshot, build_index, open_index
+from lakevec.embed.base import normalize
+from lakevec.index.build import build_index
+from lakevec.index.snapshot import IndexSnapshot, open_index
 from tests.reindex_support import ClusterEmbedder, CountingEmbedder, churn, playbook, write_corpus
 
 N = 2000
@@ -34,7 +35,8 @@ def test_recall_stays_high_under_churn_and_threshold_rebuilds(tmp_path: Path) ->
     corpus = tmp_path / "corpus.jsonl"
     index_dir = tmp_path / "index"
     records: dict[str, dict[str, Any]] = {r["id"]: r for r in (playbook(i) for i in range(N))}
-    emb = CountingEmbedder(ClusterEmbedder())
+    cluster = ClusterEmbedder()
+    emb = CountingEmbedder(cluster)
     build_index(read_corpus(write_corpus(corpus, records)), index_dir, emb, keep=2)
     next_id, rebuilds, recalls = N, 0, []
     expected_churn = 0
@@ -58,7 +60,7 @@ def test_recall_stays_high_under_churn_and_threshold_rebuilds(tmp_path: Path) ->
                 assert (c.deleted, c.graph_elements) == (0, len(records))
             assert c.churn == expected_churn
             assert c.records == len(records) == len(snap)
-            recalls.append(recall_at_8(snap, emb.inner, rng))
+            recalls.append(recall_at_8(snap, cluster, rng))
             ids = {r.id for r in snap.iter_records()}
         assert ids == set(records)
     assert rebuilds == 3  # rounds 3, 6 and 9: churn 24% > 20%

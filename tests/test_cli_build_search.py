@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lakevec.cli import main
-from lakevec.index import current_snapshot_dir
+from lakevec.index.layout import current_snapshot_dir
 from tests.conftest import record, write_jsonl
 
 ROWS = [
@@ -51,7 +51,9 @@ def test_search_json(root: Path) -> None:
     hits = json.loads(found.stdout)
     assert [h["rank"] for h in hits] == [1, 2, 3]  # k clamped to the 3 records
     assert hits[0]["id"] == "pb-0003"
-    assert set(hits[0]) == {"rank", "id", "score", "title", "success_score", "tags"}
+    assert set(hits[0]) == {
+        "rank", "id", "score", "title", "success_score", "source_category", "tags"
+    }
 
 
 def test_build_json_summary_and_noop(root: Path) -> None:
@@ -128,7 +130,7 @@ def test_every_option_has_help() -> None:
 
 
 def test_hnsw_flags_override_only_what_is_given(root: Path) -> None:
-    from lakevec.index import open_index
+    from lakevec.index.snapshot import open_index
 
     assert build(root, "--m", "8", "--ef-construction", "40").exit_code == 0
     result = build(root, "--ef-search", "33")
@@ -140,3 +142,51 @@ def test_hnsw_flags_override_only_what_is_given(root: Path) -> None:
     # Changing the graph's shape on an existing index needs --full.
     assert build(root, "--m", "12").exit_code == 2
     assert build(root, "--m", "12", "--full").exit_code == 0
+
+
+LONE_SURROGATE = '{"id": "pb-x", "title": "\\ud800", "content": "c", "success_score": "accepted"}'
+TOO_DEEP = '{"id": "pb-y", "x": ' + "[" * 150 + "]" * 150 + ', "title": "t", "content": "c", ' \
+    '"success_score": "accepted"}'
+
+
+def test_build_warns_about_every_skipped_line(root: Path) -> None:
+    corpus = root / "exports" / "rag" / "playbooks.jsonl"
+    corpus.write_text(corpus.read_text() + LONE_SURROGATE + "\n" + TOO_DEEP + "\n")
+    result = run("build-index", "--model", "hash:64", "--json", root=root)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    warning = [ln for ln in lines if ln.startswith("warning: ")]
+    assert len(warning) == 1
+    assert warning[0].startswith("warning: skipped 2 bad corpus line(s): line 4: contains a lone "
+                                 "surrogate")
+    assert "; line 5: nested too deeply" in warning[0]
+    skipped = json.loads(result.stdout)["skipped_lines"]
+    assert [s["line"] for s in skipped] == [4, 5]
+    assert "lone surrogate" in skipped[0]["reason"] and "nested too deeply" in skipped[1]["reason"]
+    # Every build says so again (unlike reindex, which reports a bad line once)...
+    again = run("build-index", "--model", "hash:64", root=root)
+    assert "up to date" in again.stdout and "skipped 2 bad corpus line(s)" in again.stderr
+    # ...unless asked to be quiet.
+    quiet = build(root, "--json")
+    assert quiet.stderr == "" and len(json.loads(quiet.stdout)["skipped_lines"]) == 2
+
+
+def test_build_warning_quotes_the_first_lines_only(root: Path) -> None:
+    corpus = root / "exports" / "rag" / "playbooks.jsonl"
+    corpus.write_text(corpus.read_text() + "{broken\n" * 5)
+    result = run("build-index", "--model", "hash:64", root=root)
+    assert result.exit_code == 0, result.output
+    warning = [ln for ln in result.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warning) == 1 and "skipped 5 bad corpus line(s)" in warning[0]
+    assert "line 6:" in warning[0] and "line 7:" not in warning[0] and "(+2 more" in warning[0]
+
+
+def test_build_repairs_a_damaged_live_snapshot(root: Path) -> None:
+    assert build(root).exit_code == 0
+    graph = current_snapshot_dir(root / "index") / "hnsw.bin"
+    graph.write_bytes(graph.read_bytes()[:-10])
+    result = build(root, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["repaired"]
+    assert "failed verification" in result.stderr and "rebuilt" in result.stderr
+    assert run("search", "rebuild the hnsw graph", root=root).exit_code == 0

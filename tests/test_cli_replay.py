@@ -9,11 +9,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from chat_server import Reply, chat_server, closed_port
 from click.testing import CliRunner, Result
 
 from lakevec.cli import main
-from lakevec.evidence import DEFAULT_SCHEMA_PATH
+from lakevec.replay.evidence import DEFAULT_SCHEMA_PATH
+from tests.chat_server import Reply, chat_server, closed_port
 
 GOOD = "Verify the gateway routing table: provider entries map /v1/chat to the adapter. " * 2
 TASK = "audit gateway routing table"
@@ -162,7 +162,7 @@ def test_missing_corpus_exits_1(tmp_path: Path) -> None:
 
 
 def test_missing_index_exits_1(tmp_path: Path) -> None:
-    res = invoke(tmp_path, "--task", TASK, "--dry-run")  # default retriever: hnsw
+    res = invoke(tmp_path, "--task", TASK, "--dry-run")  # default retriever: hybrid
     assert res.exit_code == 1
     assert "lakevec build-index" in res.output
 
@@ -180,8 +180,8 @@ def test_unwritable_evidence_exits_1(root: Path) -> None:
 )
 def test_index_run_records_provenance(root: Path, args: list[str], expected: str) -> None:
     from lakevec.corpus import read_corpus
-    from lakevec.embed import HashEmbedder
-    from lakevec.index import build_index
+    from lakevec.embed.hashing import HashEmbedder
+    from lakevec.index.build import build_index
 
     index_dir = root / "index"
     build_index(read_corpus(root / "exports" / "rag" / "playbooks.jsonl"), index_dir,
@@ -206,3 +206,36 @@ def test_every_option_has_help_text() -> None:
         assert option in res.output
     cmd = main.commands["replay"]
     assert all(p.help for p in cmd.params if p.name != "help")
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_malformed_gateway_is_refused_before_anything_runs(
+    root: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    # No index under root: had replay opened it first, this would be exit 1.
+    bad = "http://[::1"
+    args = ["--task", TASK]
+    if how == "flag":
+        args += ["--gateway", bad]
+    else:
+        monkeypatch.setenv("LH_GATEWAY_URL", bad)
+    res = invoke(root, *args)
+    assert res.exit_code == 2, res.output
+    assert bad in res.output and "lakevec build-index" not in res.output
+    assert not (root / "data").exists()  # no evidence row
+    assert not (root / "index").exists()
+
+
+def test_dry_run_does_not_need_a_gateway_url(root: Path) -> None:
+    res = invoke(root, "--task", TASK, "--dry-run", "--retriever", "jaccard",
+                 "--gateway", "http://[::1")
+    assert res.exit_code == 0, res.output
+    assert len(log_rows(root)) == 1
+
+
+def test_server_refuses_jaccard(root: Path) -> None:
+    res = invoke(root, "--task", TASK, "--dry-run", "--retriever", "jaccard",
+                 "--server", f"http://127.0.0.1:{closed_port()}")
+    assert res.exit_code == 2, res.output
+    assert "hybrid, hnsw, exact, bm25" in res.output
+    assert not (root / "data").exists()

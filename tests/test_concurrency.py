@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lakevec.cli import main
 from lakevec.corpus import read_corpus
-from lakevec.embed import HashEmbedder
+from lakevec.embed.hashing import HashEmbedder
 from lakevec.errors import IndexLockedError
-from lakevec.index import build_index, list_snapshots, open_index
+from lakevec.index.build import build_index
+from lakevec.index.layout import list_snapshots
+from lakevec.index.snapshot import open_index
 from tests.reindex_support import SUPPORT, check_snapshot, churn, playbook, write_corpus
-from tests.test_crash import kill, start_builder, wait_for
+from tests.test_crash import kill, poll, start_builder, wait_for
 
 N = 400
 
@@ -40,17 +41,37 @@ def test_second_builder_fails_clearly_while_the_first_holds_the_lock(
     holder = start_builder(path, index_dir, "graph", marker)
     try:
         wait_for(marker, holder)
+        with pytest.raises(IndexLockedError, match=f"another lakevec build is running, "
+                           f"pid {holder.pid}"):
+            build_index(read_corpus(path), index_dir, HashEmbedder(64), lock_timeout=0.0)
+        t0 = time.monotonic()
+        with pytest.raises(IndexLockedError, match="--lock-timeout"):
+            build_index(read_corpus(path), index_dir, HashEmbedder(64), lock_timeout=0.3)
+        assert time.monotonic() - t0 >= 0.3  # it did wait out its timeout
+    finally:
+        kill(holder)
+    assert not (index_dir / "CURRENT").exists()  # nobody built behind the holder's back
+
+
+def test_cli_second_builder_fails_with_one_line(
+    tmp_path: Path, corpus: tuple[Path, dict[str, dict[str, Any]]]
+) -> None:
+    cli = pytest.importorskip("lakevec.cli", reason="the CLI package is not importable yet")
+    path, _ = corpus
+    index_dir = tmp_path / "index"
+    marker = tmp_path / "paused"
+    holder = start_builder(path, index_dir, "graph", marker)
+    try:
+        wait_for(marker, holder)
         args = ["--corpus", str(path), "--index", str(index_dir), "--model", "hash:64",
                 "--lock-timeout", "0.3"]
         for cmd in (["build-index", "--quiet"], ["reindex"]):
-            result = CliRunner().invoke(main, [*cmd, *args])
+            result = CliRunner().invoke(cli.main, [*cmd, *args])
             assert result.exit_code == 1, result.output
             assert result.stdout == ""
             msg = result.stderr.strip()
             assert "\n" not in msg
             assert f"another lakevec build is running, pid {holder.pid}" in msg
-        with pytest.raises(IndexLockedError, match=f"pid {holder.pid}"):
-            build_index(read_corpus(path), index_dir, HashEmbedder(64), lock_timeout=0.0)
     finally:
         kill(holder)
 
@@ -103,25 +124,43 @@ def test_searches_during_repeated_rebuilds_never_fail(
             except Exception as exc:  # noqa: BLE001 — every failure is a test failure
                 errors.append(f"{type(exc).__name__}: {exc}")
 
+    def progressed(before: list[int]) -> bool:
+        if errors:
+            pytest.fail(f"a reader failed: {errors[:3]}")
+        # Two searches each: the second began after the build returned, so it saw
+        # the snapshot just published.
+        return all(now >= then + 2 for now, then in zip(searches, before, strict=True))
+
     threads = [threading.Thread(target=reader, args=(i,)) for i in range(2)]
+    ready, stop_file = tmp_path / "reader-ready", tmp_path / "reader-stop"
     proc = subprocess.Popen([sys.executable, str(SUPPORT), "read", str(index_dir),
-                             "--seconds", "4"], stdout=subprocess.PIPE, text=True)
+                             "--seconds", "300", "--ready", str(ready), "--stop", str(stop_file)],
+                            stdout=subprocess.PIPE, text=True)
     for t in threads:
         t.start()
     rng = np.random.default_rng(3)
     next_id = N
     try:
+        # The reader process searches before the first rebuild and until the last.
+        poll(ready.exists, proc, "the reader process searched once")
         for version in range(1, 9):  # keep=1: every build deletes the snapshot before it
             next_id = churn(records, rng, fraction=0.05, next_id=next_id, version=version)
             build_index(read_corpus(write_corpus(path, records)), index_dir, emb, keep=1)
-            time.sleep(0.05)
+            # Both reader threads search this snapshot before the next build.
+            before = list(searches)
+            deadline = time.monotonic() + 60
+            while not progressed(before):
+                assert time.monotonic() < deadline, "the reader threads stopped searching"
+                stop.wait(0.005)
     finally:
         stop.set()
+        stop_file.touch()
         for t in threads:
             t.join(timeout=30)
     out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
     assert errors == []
-    assert min(searches) > 0 and len(seen) > 1
+    assert min(searches) >= 16 and seen >= set(range(2, 10))
     remote = json.loads(out)
     assert remote["errors"] == [] and remote["searches"] > 0
     assert [p.name for p in list_snapshots(index_dir)] == ["v000009"]

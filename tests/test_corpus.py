@@ -9,7 +9,7 @@ import pytest
 
 from lakevec.corpus import embed_text, read_corpus
 from lakevec.errors import CorpusError
-from tests.conftest import record, write_jsonl
+from tests.conftest import SAMPLE_CORPUS, record, write_jsonl
 
 
 def test_reads_records_and_ignores_unknown_keys(make_corpus) -> None:
@@ -56,7 +56,7 @@ def test_non_utf8_line_is_reported(tmp_path: Path) -> None:
     path.write_bytes(json.dumps(record(1)).encode() + b"\n" + b'{"id": "\xff"}\n')
     corpus = read_corpus(path)
     assert corpus.problems[0].line == 2
-    assert "UTF-8" in corpus.problems[0].reason or "JSON" in corpus.problems[0].reason
+    assert corpus.problems[0].reason == "not UTF-8 (invalid start byte at byte 9)"
 
 
 def test_strict_fails_on_first_bad_line(make_corpus) -> None:
@@ -71,7 +71,10 @@ def test_duplicate_ids_last_wins_and_are_reported(make_corpus) -> None:
     assert corpus.records["pb-0001"].title == "second"
     assert list(corpus.records) == ["pb-0002", "pb-0001"]
     assert [(d.id, d.lines) for d in corpus.duplicates] == [("pb-0001", (1, 3))]
-    assert "duplicate id" in corpus.summary()
+    assert corpus.duplicate_lines == 1
+    assert corpus.summary().endswith(
+        "1 line(s) repeat an earlier id (last wins): id 'pb-0001' on lines 1, 3"
+    )
 
 
 def test_missing_file_names_the_fix(tmp_path: Path) -> None:
@@ -109,8 +112,6 @@ def test_corpus_hash_changes_with_content(make_corpus, tmp_path: Path) -> None:
 
 
 def test_shipped_sample_corpus_is_valid() -> None:
-    from tests.conftest import SAMPLE_CORPUS
-
     corpus = read_corpus(SAMPLE_CORPUS, strict=True)
     scores = [r.success_score for r in corpus.records.values()]
     assert len(corpus.records) >= 40

@@ -8,20 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SHARED_DATA, record, write_jsonl
 
-from lakevec.cli import main
 from lakevec.corpus import read_corpus
-from lakevec.embed import (
-    HashEmbedder,
-    SentenceTransformerEmbedder,
-    _encode_in_chunks,
-    cpu_flags,
-    load_embedder,
-    resolve_precision,
-)
+from lakevec.embed.base import Embedder, encode_in_chunks
+from lakevec.embed.hashing import HashEmbedder
+from lakevec.embed.loader import load_embedder
+from lakevec.embed.precision import cpu_flags, resolve_precision
+from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.errors import UsageProblem
-from lakevec.index import IndexManifest, build_index, open_index
+from lakevec.index.build import build_index
+from lakevec.index.manifest import IndexManifest
+from lakevec.index.snapshot import open_index
+from tests.conftest import SHARED_DATA, record, write_jsonl
 
 AMD_FLAGS = "fpu vme avx2 avx512f avx512bw avx512_bf16 avx512_vnni"
 
@@ -56,7 +54,7 @@ def test_resolve_precision_rejects_unknown() -> None:
 def test_load_embedder_threads_precision_without_loading_weights() -> None:
     emb = load_embedder(None, precision="fp32")
     assert isinstance(emb, SentenceTransformerEmbedder)
-    assert emb.precision == "fp32" and emb._model is None
+    assert emb.precision == "fp32" and not emb.loaded
     assert load_embedder(None, precision="auto").precision == resolve_precision("auto")
 
 
@@ -65,7 +63,7 @@ def test_length_sort_keeps_input_order(mode: str) -> None:
     texts = [("word " * (i * 7 % 23)).strip() or "x" for i in range(50)]
     emb = HashEmbedder(32)
     want = emb.encode(texts)
-    got = _encode_in_chunks(
+    got = encode_in_chunks(
         texts, lambda b: emb.encode(b), dimension=32, progress=False, desc="t",
         length_sort=mode, chunk=8,  # type: ignore[arg-type]
     )
@@ -75,7 +73,7 @@ def test_length_sort_keeps_input_order(mode: str) -> None:
 def test_manifest_records_precision_and_old_manifests_load(tmp_path: Path) -> None:
     corpus = read_corpus(write_jsonl(tmp_path / "c.jsonl", [record(i) for i in range(3)]))
     emb = HashEmbedder(16)
-    emb.precision = "bf16"  # type: ignore[attr-defined]
+    emb.precision = "bf16"
     build_index(corpus, tmp_path / "idx", emb)
     with open_index(tmp_path / "idx") as snap:
         assert snap.manifest.build.precision == "bf16"
@@ -112,6 +110,8 @@ def test_bf16_matches_fp32_on_real_texts() -> None:
 
 
 def test_cli_precision_option(tmp_path: Path) -> None:
+    from lakevec.cli import main
+
     corpus = write_jsonl(tmp_path / "c.jsonl", [record(i) for i in range(3)])
     base = ["build-index", "--corpus", str(corpus), "--index", str(tmp_path / "i"), "-q"]
     runner = CliRunner()
@@ -119,3 +119,12 @@ def test_cli_precision_option(tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(main, [*base, "--precision", "fp16"])
     assert bad.exit_code == 2 and "fp16" in bad.output
+
+
+def test_embedders_state_backend_and_precision() -> None:
+    """Callers read backend/precision from the Embedder protocol, never by probing."""
+    hashed = load_embedder("hash:8")
+    st = load_embedder(None, precision="fp32")
+    assert isinstance(hashed, Embedder) and isinstance(st, Embedder)
+    assert (hashed.backend, hashed.precision) == ("hash", "na")
+    assert (st.backend, st.precision) == ("sentence-transformers", "fp32")

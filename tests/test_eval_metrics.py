@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lakevec.evaluate import mrr_at, ndcg_at, recall_at, score_ranking
+from lakevec.eval.metrics import mrr_at, ndcg_at, recall_at, score_ranking
 
 REL = {"a": 1, "b": 1, "c": 1}  # three relevant documents
 

@@ -13,9 +13,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from lakevec.bundle import ContextBundle
 from lakevec.errors import EvidenceError
-from lakevec.evidence import (
+from lakevec.replay.bundle import ContextBundle
+from lakevec.replay.evidence import (
     DEFAULT_SCHEMA_PATH,
     Provenance,
     ReplayResult,
@@ -26,7 +26,7 @@ from lakevec.evidence import (
     schema_text,
     to_row,
 )
-from lakevec.validate import ValidationResult
+from lakevec.replay.gate import ValidationResult
 
 SEED_KEYS = [
     "schema", "input_task", "task_hash", "retrieved_artifacts", "context_bundle",
@@ -66,7 +66,7 @@ def validator() -> jsonschema.protocols.Validator:
 
 def test_committed_schema_is_up_to_date() -> None:
     assert DEFAULT_SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), (
-        "docs/replay_run.v1.schema.json is stale — run `python -m lakevec.evidence`"
+        "docs/replay_run.v1.schema.json is stale — run `python -m lakevec.replay.evidence`"
     )
     assert replay_run_json_schema()["properties"]["schema"]["const"] == "replay_run.v1"
 
@@ -204,8 +204,18 @@ def test_concurrent_appends_from_processes_stay_intact(tmp_path: Path) -> None:
         seen.add((int(proc), int(i)))
     assert seen == {(p, i) for p in range(PROCS) for i in range(ROWS_PER_PROC)}
     # Per-writer order is preserved by O_APPEND under the lock.
-    for p in range(PROCS):
+    for writer in range(PROCS):
         mine = [int(r["input_task"].split(":")[1]) for r in rows
-                if r["input_task"].startswith(f"{p}:")]
+                if r["input_task"].startswith(f"{writer}:")]
         assert mine == list(range(ROWS_PER_PROC))
     assert os.stat(log).st_size == sum(len(line) + 1 for line in lines[:-1])
+
+
+def test_lone_surrogates_are_escaped_like_json_stringify() -> None:
+    """A library caller's lone surrogate cannot stop the row: it becomes a \\uXXXX escape
+    (a response's becomes U+FFFD, as the gateway does)."""
+    line = encode_row(make_result(response="bad \ud800 end", task="t\udfff"))
+    assert '"model_response":"bad \ufffd end"'.encode() in line
+    assert b'"input_task":"t\\udfff"' in line
+    assert json.loads(line)["input_task"] == "t\udfff"
+    validator().validate(json.loads(line))

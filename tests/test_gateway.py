@@ -1,4 +1,8 @@
-"""Gateway client: wire format per mode, provider routing, and every fault path."""
+"""Gateway client: wire format per mode, provider routing, and every fault path.
+
+Replies the seed reads as an empty answer, hostile replies and malformed URLs
+have their own file (test_gateway_replies.py).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from chat_server import Reply, chat_server, closed_port
 
 from lakevec.errors import UsageProblem
-from lakevec.gateway import HttpGateway, provider_for
+from lakevec.replay.gateway import HttpGateway, provider_for
+from tests.chat_server import Reply, chat_server, closed_port
 
 
 def ok_payload(content: object) -> dict[str, object]:
@@ -172,17 +176,41 @@ def test_invalid_json_is_a_clear_failure() -> None:
         {"choices": []},
         {"choices": [{}]},
         {"choices": [{"message": {}}]},
+        {"choices": [{"message": "text"}]},
+        {"choices": "abc"},
         ok_payload(None),
-        ok_payload([{"type": "text", "text": "parts"}]),
         ["not", "an", "object"],
+        None,
+        "a string",
     ],
 )
-def test_missing_content_is_a_clear_failure(payload: object) -> None:
-    gw = HttpGateway("http://gw.test", client=mock(lambda r: httpx.Response(200, json=payload)))
+def test_missing_content_is_an_empty_answer_like_the_seed(payload: object) -> None:
+    # `j?.choices?.[0]?.message?.content ?? ""`: the call succeeded, the answer is
+    # empty, and the gate (not the gateway) fails it as "empty response".
+    body = json.dumps(payload).encode()  # (json=None would send no body at all)
+    gw = HttpGateway("http://gw.test", client=mock(lambda r: httpx.Response(200, content=body)))
     result = gw.chat("m", "s", "u")
-    assert result.ok is False
+    assert (result.ok, result.content, result.error) == (True, "", None)
+
+
+def test_choices_as_an_object_with_key_0_is_read_like_javascript() -> None:
+    payload = {"choices": {"0": {"message": {"content": "indexed"}}}}
+    gw = HttpGateway("http://gw.test", client=mock(lambda r: httpx.Response(200, json=payload)))
+    assert gw.chat("m", "s", "u").content == "indexed"
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [(42, "number"), (1.5, "number"), (True, "boolean"), ([{"type": "text"}], "array"),
+     ({"text": "x"}, "object")],
+)
+def test_non_string_content_is_a_failed_call(content: object, kind: str) -> None:
+    client = mock(lambda r: httpx.Response(200, json=ok_payload(content)))
+    result = HttpGateway("http://gw.test", client=client).chat("m", "s", "u")
+    assert result.ok is False and result.content == ""
     assert result.error == (
-        "no string at choices[0].message.content in the response from http://gw.test/v1/chat"
+        f"content is not a string: choices[0].message.content is a JSON {kind} "
+        "in the reply from http://gw.test/v1/chat"
     )
 
 
@@ -207,6 +235,8 @@ def test_lone_surrogates_in_content_are_replaced() -> None:
         ({"url": "localhost:3100"}, "must start with http:// or https://"),
         ({"url": "http://x", "api": "grpc"}, "unknown gateway api"),
         ({"url": "http://x", "timeout": 0}, "must be positive"),
+        ({"url": "http://x", "timeout": float("inf")}, "must be positive"),
+        ({"url": "http://x", "timeout": float("nan")}, "must be positive"),
     ],
 )
 def test_bad_configuration_is_a_usage_problem(kwargs: dict[str, object], message: str) -> None:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from lakevec.corpus import PlaybookRecord, embed_text, read_corpus
-from lakevec.embed import HashEmbedder
+from lakevec.embed.hashing import HashEmbedder
 from lakevec.errors import ModelMismatchError
-from lakevec.index import BuildReport, build_index, open_index
-from lakevec.indexer import index_corpus
-from lakevec.retrieve import DenseRetriever
+from lakevec.index.build import BuildReport, build_index
+from lakevec.index.snapshot import open_index
+from lakevec.index.update import index_corpus
+from lakevec.retrieval.dense import DenseRetriever
 from tests.reindex_support import CountingEmbedder, playbook, write_corpus
 
 N = 60
@@ -108,7 +109,8 @@ def test_deleted_ids_disappear_and_their_slots_are_reused(
     with open_index(index_dir) as snap:
         c = snap.manifest.counts
         assert (c.records, c.graph_elements, c.deleted) == (N - 3, N, 3)
-        assert snap._hnsw.get_current_count() == N
+        stats = snap.graph_stats()
+        assert stats is not None and stats.count == N
     # New records fill the deleted slots before the graph grows.
     records.update({r["id"]: r for r in (playbook(i) for i in range(N, N + 5))})
     report = rebuild(corpus_path, records, index_dir, CountingEmbedder())
@@ -116,8 +118,9 @@ def test_deleted_ids_disappear_and_their_slots_are_reused(
     with open_index(index_dir) as snap:
         c = snap.manifest.counts
         assert (c.records, c.graph_elements, c.deleted) == (N + 2, N + 2, 0)
-        assert snap._hnsw.get_current_count() == N + 2
-        assert sorted(snap._hnsw.get_ids_list()) == snap.labels.tolist()
+        stats = snap.graph_stats()
+        assert stats is not None and stats.count == N + 2
+        assert sorted(snap.graph_ids()) == snap.labels.tolist()
 
 
 def test_metadata_only_change_updates_the_store_without_embedding(
@@ -178,7 +181,8 @@ def test_capacity_grows_past_the_first_graph(
     assert report.added == 2 * N and not report.graph_rebuilt
     with open_index(index_dir) as snap:
         assert len(snap) == 3 * N and snap.manifest.counts.graph_elements == 3 * N
-        assert snap._hnsw.get_max_elements() >= 3 * N
+        stats = snap.graph_stats()
+        assert stats is not None and stats.max_elements >= 3 * N and stats.count == 3 * N
 
 
 def test_other_model_needs_full_and_full_rebuilds(

@@ -9,18 +9,13 @@ import numpy as np
 import pytest
 
 from lakevec.corpus import read_corpus
-from lakevec.embed import HashEmbedder
+from lakevec.embed.hashing import HashEmbedder
 from lakevec.errors import IndexCorruptError, IndexMissingError, ModelMismatchError
-from lakevec.index import (
-    CURRENT_FILE,
-    HnswParams,
-    IndexManifest,
-    build_index,
-    check_model,
-    current_snapshot_dir,
-    open_index,
-)
-from lakevec.retrieve import DenseRetriever
+from lakevec.index.build import build_index
+from lakevec.index.layout import CURRENT_FILE, current_snapshot_dir, verify_files
+from lakevec.index.manifest import DATA_FILES, HnswParams, IndexManifest
+from lakevec.index.snapshot import check_model, open_index
+from lakevec.retrieval.dense import DenseRetriever
 from tests.conftest import record
 
 WORDS = [
@@ -50,13 +45,23 @@ def test_build_writes_a_complete_verified_snapshot(built: Path) -> None:
     assert manifest.counts.records == 200
     assert manifest.model.model_id == "hash:64" and manifest.model.dimension == 64
     assert manifest.metric == "cosine"
-    assert set(manifest.files) == {
+    assert set(DATA_FILES) == {
         "hnsw.bin", "vectors.npy", "labels.npy", "offsets.npy", "records.jsonl"
     }
+    # The core files plus the BM25 index the build stored with the snapshot.
+    bm25 = {name for name in manifest.files if name.startswith("bm25/")}
+    assert set(manifest.files) == set(DATA_FILES) | bm25
+    assert "bm25/lakevec-bm25.json" in bm25 and manifest.has_bm25
+    on_disk = {p.relative_to(snap).as_posix() for p in (snap / "bm25").rglob("*") if p.is_file()}
+    assert on_disk == bm25
+    verify_files(snap, manifest)  # every listed file, bm25 included, matches its checksum
     with open_index(built) as index:
         assert len(index) == 200
         # hnswlib forgets ef on save; the loader must re-apply the manifest's.
-        assert index._hnsw.ef == manifest.hnsw.ef_search
+        stats = index.graph_stats()
+        assert index.has_graph and stats is not None
+        assert stats.ef == manifest.hnsw.ef_search
+        assert (stats.count, stats.dimension) == (200, 64)
         norms = np.linalg.norm(np.asarray(index.vectors), axis=1)
         assert np.allclose(norms, 1.0, atol=1e-5)
     assert not list(built.glob(".tmp-*"))
@@ -101,8 +106,11 @@ def test_missing_index_names_the_fix(tmp_path: Path) -> None:
         open_index(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("name", ["hnsw.bin", "vectors.npy", "records.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["hnsw.bin", "vectors.npy", "records.jsonl", "bm25/lakevec-bm25.json"]
+)
 def test_flipped_byte_fails_checksum_before_hnswlib(built: Path, name: str) -> None:
+    """A damaged file is caught by its checksum before it reaches hnswlib or numpy."""
     path = current_snapshot_dir(built) / name
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -176,7 +184,8 @@ def test_custom_hnsw_params_are_recorded(make_corpus, tmp_path: Path, hash_embed
     build_index(read_corpus(make_corpus(_rows(30))), tmp_path / "i", hash_embedder, params=params)
     with open_index(tmp_path / "i") as index:
         assert index.manifest.hnsw == params
-        assert index._hnsw.ef == 20
+        stats = index.graph_stats()
+        assert stats is not None and stats.ef == 20
 
 
 def test_old_snapshots_are_garbage_collected(

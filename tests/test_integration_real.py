@@ -11,9 +11,11 @@ from click.testing import CliRunner
 
 from lakevec.cli import main
 from lakevec.corpus import read_corpus
-from lakevec.embed import Embedder
-from lakevec.index import build_index, open_index
-from lakevec.retrieve import DenseRetriever, JaccardRetriever
+from lakevec.embed.base import Embedder
+from lakevec.index.build import build_index
+from lakevec.index.snapshot import open_index
+from lakevec.retrieval.dense import DenseRetriever
+from lakevec.retrieval.jaccard import JaccardRetriever
 from tests.conftest import SAMPLE_CORPUS
 
 pytestmark = pytest.mark.integration

@@ -6,18 +6,29 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, record, write_jsonl
 
-import lakevec.onnx_embed as onnx_embed
 from lakevec.corpus import read_corpus
-from lakevec.embed import SentenceTransformerEmbedder, load_query_embedder
-from lakevec.index import build_index
-from lakevec.onnx_embed import OnnxEmbedder, ensure_export, export_dir, read_export_info
+from lakevec.embed.base import clip_text
+from lakevec.embed.loader import load_query_embedder
+from lakevec.embed.models import default_model_dir
+from lakevec.embed.onnx import (
+    OnnxEmbedder,
+    export_dir,
+    exports_root,
+    read_export_info,
+)
+from lakevec.embed.onnx_export import ensure_export, export_model
+from lakevec.embed.sentence import SentenceTransformerEmbedder
+from lakevec.errors import ExportError
+from lakevec.index.build import build_index
+from lakevec.settings import CACHE_DIR_ENV, NO_ONNX_ENV
+from tests.conftest import REPO, record, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +46,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
     """A cache dir holding a verified export, and a 6-record index built with the real model."""
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAKEVEC_CACHE_DIR", str(cache))
-        mp.delenv(onnx_embed.DISABLE_ENV, raising=False)
+        mp.setenv(CACHE_DIR_ENV, str(cache))
+        mp.delenv(NO_ONNX_ENV, raising=False)
         emb = SentenceTransformerEmbedder(precision="fp32")
         note = ensure_export(emb)
         assert "exported" in note, note
@@ -49,9 +60,15 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
 
 @pytest.fixture
 def cache_env(exported: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LAKEVEC_CACHE_DIR", str(exported[0]))
-    monkeypatch.delenv(onnx_embed.DISABLE_ENV, raising=False)
+    monkeypatch.setenv(CACHE_DIR_ENV, str(exported[0]))
+    monkeypatch.delenv(NO_ONNX_ENV, raising=False)
     return exported[0]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # reaped: the pid no longer exists
+    return proc.pid
 
 
 def test_export_is_installed_atomically_and_reused(cache_env: Path) -> None:
@@ -66,10 +83,37 @@ def test_export_is_installed_atomically_and_reused(cache_env: Path) -> None:
 def test_onnx_vectors_match_sentence_transformers(cache_env: Path) -> None:
     query = load_query_embedder(None)
     assert isinstance(query, OnnxEmbedder)
+    assert (query.backend, query.precision) == ("onnx", "fp32")
     st = SentenceTransformerEmbedder(precision="fp32")
     ref = st.encode_batch(TEXTS)
     for got in (query.encode(TEXTS), np.vstack([query.encode([t]) for t in TEXTS])):
         assert (ref * got).sum(1).min() >= 0.999
+
+
+def test_onnx_cuts_huge_texts_before_tokenizing(cache_env: Path) -> None:
+    """A 5 MB record costs about what a normal one does, with the same vector."""
+    query = load_query_embedder(None)
+    assert isinstance(query, OnnxEmbedder)
+    huge = "Drain the node and check the pod disruption budget. " * 100_000
+    assert len(huge) > 5_000_000 and query.max_chars == 256 * 32
+    normal = huge[: query.max_chars]
+    query.encode([normal])  # warm-up
+
+    def best_of_3(text: str) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            query.encode([text])
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    # Unclipped, the tokenizer alone took minutes; the bound is generous for a
+    # shared CI machine (slicing 5 MB costs ~1 ms).
+    assert best_of_3(huge) < 10 * best_of_3(normal) + 0.5
+    np.testing.assert_array_equal(query.encode([huge]), query.encode([normal]))
+    ref = SentenceTransformerEmbedder(precision="fp32").encode_batch([huge])
+    assert float((ref * query.encode([huge])).sum()) >= 0.999
+    assert clip_text(huge, query.max_chars) == normal
 
 
 def test_query_path_never_imports_torch(exported: tuple[Path, Path]) -> None:
@@ -83,8 +127,8 @@ def test_query_path_never_imports_torch(exported: tuple[Path, Path]) -> None:
         "if m in sys.modules]\n"
         "print(json.dumps(heavy))\n"
     )
-    env = {**os.environ, "LAKEVEC_CACHE_DIR": str(cache)}
-    env.pop(onnx_embed.DISABLE_ENV, None)
+    env = {**os.environ, CACHE_DIR_ENV: str(cache)}
+    env.pop(NO_ONNX_ENV, None)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
         timeout=120, check=True,
@@ -95,14 +139,14 @@ def test_query_path_never_imports_torch(exported: tuple[Path, Path]) -> None:
 
 
 def test_falls_back_without_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LAKEVEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
     emb = load_query_embedder(None)
     assert isinstance(emb, SentenceTransformerEmbedder)
-    assert emb.precision == "fp32" and emb._model is None  # still lazy
+    assert emb.precision == "fp32" and not emb.loaded  # still lazy
 
 
 def test_falls_back_when_disabled(cache_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(onnx_embed.DISABLE_ENV, "1")
+    monkeypatch.setenv(NO_ONNX_ENV, "1")
     assert isinstance(load_query_embedder(None), SentenceTransformerEmbedder)
 
 
@@ -117,7 +161,7 @@ def test_damaged_export_falls_back(
     for name in ("export.json", "tokenizer.json"):
         (copy / name).write_bytes((src / name).read_bytes())
     size = (src / "model.onnx").stat().st_size
-    monkeypatch.setenv("LAKEVEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
     (copy / "model.onnx").write_bytes(b"\0" * (size - 1))  # truncated: size check
     assert isinstance(load_query_embedder(None), SentenceTransformerEmbedder)
     (copy / "model.onnx").write_bytes(b"\0" * size)  # right size, garbage: onnxruntime fails
@@ -125,14 +169,42 @@ def test_damaged_export_falls_back(
     assert "unusable" in capsys.readouterr().err
 
 
+@pytest.fixture
+def max_pooling_model(tmp_path: Path) -> Path:
+    """The default model with max pooling: loads fine, but the exporter does not support it."""
+    src = default_model_dir()
+    dst = tmp_path / "minilm-max"
+    for path in src.rglob("*"):
+        if path.is_file():
+            (dst / path.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            (dst / path.relative_to(src)).symlink_to(path)
+    pooling = dst / "1_Pooling" / "config.json"
+    cfg = json.loads(pooling.read_text())
+    pooling.unlink()
+    cfg.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    pooling.write_text(json.dumps(cfg))
+    return dst
+
+
 def test_failed_export_is_a_note_not_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    max_pooling_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LAKEVEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    emb = SentenceTransformerEmbedder(str(max_pooling_model), precision="fp32")
+    note = ensure_export(emb)
+    assert "not exported" in note and "ExportError" in note and "pooling" in note
+    assert emb.encode(["still embeds"]).shape == (1, 384)  # the build goes on
+    assert isinstance(load_query_embedder(str(max_pooling_model)), SentenceTransformerEmbedder)
+    assert list(exports_root().iterdir()) == []  # nothing installed, no temp dir left
 
-    def boom(*_a: object, **_k: object) -> None:
-        raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(onnx_embed, "export_model", boom)
-    note = ensure_export(SentenceTransformerEmbedder())
-    assert "not exported" in note and "exploded" in note
+def test_failed_export_still_removes_dead_leftovers(
+    max_pooling_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    emb = SentenceTransformerEmbedder(str(max_pooling_model), precision="fp32")
+    dead = exports_root() / f".tmp-{_dead_pid()}-0badc0de"
+    dead.mkdir(parents=True)
+    with pytest.raises(ExportError, match="pooling"):
+        export_model(emb, export_dir(emb.fingerprint))
+    assert list(exports_root().iterdir()) == []

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lakevec.cli import main
-from lakevec.index import current_snapshot_dir
+from lakevec.index.layout import current_snapshot_dir
 from tests.reindex_support import playbook, write_corpus
 
 N = 30
@@ -87,11 +87,62 @@ def test_reindex_failures_are_one_line_errors(root: Path) -> None:
     other = run(root, "reindex", "--model", "hash:32")
     assert other.exit_code == 1 and other.stdout == ""
     assert len(other.stderr.splitlines()) == 1 and "--full" in other.stderr
-    hnsw = current_snapshot_dir(root / "index") / "hnsw.bin"
-    hnsw.write_bytes(hnsw.read_bytes()[:100])
+    # A damaged manifest hides the index's model: reindex cannot guess it.
+    manifest = current_snapshot_dir(root / "index") / "manifest.json"
+    manifest.write_text("{not json")
     broken = run(root, "reindex")
     assert broken.exit_code == 1 and broken.stdout == ""
-    assert len(broken.stderr.splitlines()) == 1 and "truncated or corrupted" in broken.stderr
+    assert len(broken.stderr.splitlines()) == 1 and "build-index --full" in broken.stderr
+
+
+def test_reindex_rebuilds_a_damaged_live_snapshot_and_says_so(root: Path) -> None:
+    one_json_line(run(root, "reindex", "--model", "hash:64"))
+    hnsw = current_snapshot_dir(root / "index") / "hnsw.bin"
+    hnsw.write_bytes(hnsw.read_bytes()[:100])
+    repaired = run(root, "reindex")
+    assert repaired.exit_code == 0, repaired.output
+    report = json.loads(repaired.stdout)
+    assert report["mode"] == "full" and report["version"] == 2 and report["records"] == N
+    assert "truncated or corrupted" in report["repaired"]
+    lines = repaired.stderr.splitlines()
+    assert len(lines) == 1
+    assert "failed verification" in lines[0] and "rebuilt" in lines[0] and "v000002" in lines[0]
+    quiet = run(root, "reindex")  # repaired: back to a silent no-op
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
+
+
+def append_lines(root: Path, *lines: str) -> None:
+    path = root / "exports" / "rag" / "playbooks.jsonl"
+    path.write_text(path.read_text() + "".join(line + "\n" for line in lines))
+
+
+def test_reindex_reports_new_bad_lines_once_even_when_nothing_changed(root: Path) -> None:
+    one_json_line(run(root, "reindex", "--model", "hash:64"))
+    append_lines(root, "{broken", json.dumps(playbook(500, title=None)))
+    first = run(root, "reindex")  # the records are unchanged: a no-op
+    assert first.exit_code == 0 and first.stdout == ""
+    lines = first.stderr.splitlines()
+    assert len(lines) == 2
+    assert f"line {N + 1}: malformed JSON" in lines[0] and f"line {N + 2}: " in lines[1]
+    assert all(line.startswith("warning: ") for line in lines)
+    second = run(root, "reindex")
+    assert (second.exit_code, second.stdout, second.stderr) == (0, "", "")
+    # Only a bad line not reported before is printed.
+    append_lines(root, "[1, 2]")
+    third = run(root, "reindex")
+    assert third.exit_code == 0 and third.stdout == ""
+    assert len(third.stderr.splitlines()) == 1 and f"line {N + 3}: " in third.stderr
+
+
+def test_reindex_json_lists_skipped_lines(root: Path) -> None:
+    append_lines(root, "{broken")
+    result = run(root, "reindex", "--model", "hash:64")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["skipped_lines"] == [{"line": N + 1, "reason": report["skipped_lines"][0]
+                                        ["reason"]}]
+    assert "malformed JSON" in report["skipped_lines"][0]["reason"]
+    assert f"line {N + 1}: malformed JSON" in result.stderr
 
 
 def test_reindex_usage_error_is_exit_2(root: Path) -> None:
@@ -139,6 +190,19 @@ def test_status_text_and_errors(root: Path) -> None:
     gone = run(root, "status", "--json", "--corpus", str(root / "missing.jsonl"))
     data = one_json_line(gone)
     assert data["drift"] is None and "corpus file not found" in data["corpus_error"]
+
+
+def test_status_verify_detects_a_damaged_file(root: Path) -> None:
+    one_json_line(run(root, "reindex", "--model", "hash:64"))
+    vectors = current_snapshot_dir(root / "index") / "vectors.npy"
+    data = bytearray(vectors.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content
+    vectors.write_bytes(bytes(data))
+    assert run(root, "status").exit_code == 0  # sizes only: cheap, misses it
+    verified = run(root, "status", "--verify")
+    assert verified.exit_code == 1 and verified.stdout == ""
+    lines = verified.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "vectors.npy" in lines[0]
 
 
 def test_noop_reindex_prints_nothing_from_a_real_process(root: Path) -> None:

@@ -1,4 +1,7 @@
-"""The replay pipeline: every gate/escalation path, dry-run, ids/clock, and real HTTP runs."""
+"""The replay pipeline: every gate/escalation path, dry-run, ids/clock, and real HTTP runs.
+
+Hostile gateway replies are in test_replay_gateway_faults.py and test_replay_fuzz.py.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +13,17 @@ from typing import Any
 
 import jsonschema
 import pytest
-from chat_server import Reply, chat_server
 
+from lakevec.clock import iso_ms
 from lakevec.corpus import PlaybookRecord
 from lakevec.errors import CorpusError, EvidenceError, IndexMissingError, UsageProblem
-from lakevec.evidence import DEFAULT_SCHEMA_PATH, ReplayResult
-from lakevec.gateway import ChatResult
-from lakevec.replay import (
-    MAX_TASK_CHARS,
-    ReplayRequest,
-    dry_run_response,
-    format_recorded_at,
-    format_report,
-    replay,
-    run_replay,
-)
-from lakevec.retrieve import JaccardRetriever
+from lakevec.replay.engine import ReplayRequest, dry_run_response, format_report, replay
+from lakevec.replay.evidence import DEFAULT_SCHEMA_PATH, ReplayResult
+from lakevec.replay.gateway import ChatResult
+from lakevec.replay.runner import run_replay
+from lakevec.retrieval.jaccard import JaccardRetriever
+from lakevec.settings import MAX_TASK_CHARS
+from tests.chat_server import Reply, chat_server
 
 LOCAL = "qwen3.5:latest"
 BIG = "deepseek-v3.1:671b"
@@ -230,9 +228,9 @@ def test_ids_and_times_follow_the_seed_rules(tmp_path: Path) -> None:
 
 def test_recorded_at_is_converted_to_utc() -> None:
     moment = datetime(2026, 1, 1, 1, 0, 0, 5000, tzinfo=timezone(timedelta(hours=-5)))
-    assert format_recorded_at(moment) == "2026-01-01T06:00:00.005Z"
+    assert iso_ms(moment) == "2026-01-01T06:00:00.005Z"
     with pytest.raises(ValueError, match="timezone-aware"):
-        format_recorded_at(datetime(2026, 1, 1))
+        iso_ms(datetime(2026, 1, 1))
 
 
 def test_dry_run_is_deterministic_and_needs_no_gateway(tmp_path: Path) -> None:
@@ -414,3 +412,41 @@ def test_run_replay_infrastructure_errors(tmp_path: Path) -> None:
     with pytest.raises(IndexMissingError, match="build-index"):
         run_replay(ReplayRequest(task=TASK, dry_run=True), root=tmp_path, retriever_kind="hnsw")
     assert not (tmp_path / "data").exists()  # nothing is logged when the run cannot start
+
+
+def test_model_name_that_is_not_utf8_is_a_usage_problem(tmp_path: Path) -> None:
+    # A non-UTF-8 environment variable arrives as lone surrogates (surrogateescape).
+    with pytest.raises(UsageProblem, match="local model name is not valid UTF-8"):
+        replay(ReplayRequest(task="t", dry_run=True, no_retrieval=True), retriever=None,
+               gateway=None, evidence_path=tmp_path / "r.jsonl", local_model="m\udcff")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_provenance_comes_from_the_retrievers_snapshot(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    snapshot = SimpleNamespace(
+        manifest=SimpleNamespace(version=7, model=SimpleNamespace(model_id="org/model")),
+        manifest_sha256="f" * 64,
+    )
+
+    class SnapshotBacked(JaccardRetriever):
+        name = "hybrid"
+
+    retriever = SnapshotBacked(CORPUS)
+    retriever.snapshot = snapshot  # type: ignore[assignment]
+    result = replay(
+        ReplayRequest(task=TASK, dry_run=True), retriever=retriever, gateway=None,
+        evidence_path=None, local_model=LOCAL, escalation_model=BIG,
+    )
+    assert result.lakevec is not None
+    assert result.lakevec.model_dump() == {
+        "version": result.lakevec.version, "retriever": "hybrid", "index_version": 7,
+        "manifest_sha256": "f" * 64, "embedding_model": "org/model", "gateway_api": "dry-run",
+    }
+    baseline = replay(
+        ReplayRequest(task=TASK, dry_run=True, no_retrieval=True), retriever=retriever,
+        gateway=None, evidence_path=None, local_model=LOCAL, escalation_model=BIG,
+    )
+    assert baseline.lakevec is not None and baseline.lakevec.retriever is None
+    assert baseline.lakevec.index_version is None

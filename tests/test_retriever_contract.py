@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 
 from lakevec.corpus import embed_text, read_corpus
-from lakevec.embed import HashEmbedder
+from lakevec.embed.hashing import HashEmbedder
 from lakevec.errors import UsageProblem
-from lakevec.hybrid import rrf
-from lakevec.index import build_index
-from lakevec.lexical import BM25Index, top_k
-from lakevec.retrieve import RETRIEVERS, Retriever, open_retriever, search_many
+from lakevec.index.build import build_index
+from lakevec.index.lexical import BM25Index, bm25_of_records
+from lakevec.index.snapshot import open_index
+from lakevec.retrieval.base import Retriever
+from lakevec.retrieval.hybrid import rrf
+from lakevec.retrieval.registry import RETRIEVERS, open_retriever
+from lakevec.topk import top_k
 from tests.conftest import record, write_jsonl
 
 TOPICS = [
@@ -60,9 +63,7 @@ def retriever(request: pytest.FixtureRequest, root: Path) -> Iterator[Retriever]
         model="hash:64",
     )
     yield r
-    close = getattr(r, "close", None)
-    if callable(close):
-        close()
+    r.close()
 
 
 def test_every_retriever_is_registered() -> None:
@@ -109,7 +110,7 @@ def test_deterministic(retriever: Retriever) -> None:
 
 def test_batch_search_equals_single_search(retriever: Retriever) -> None:
     queries = [*QUERIES, "", "Kafka consumer lag"]
-    batched = search_many(retriever, queries, 5)
+    batched = retriever.search_many(queries, 5)
     for query, hits in zip(queries, batched, strict=True):
         single = retriever.search(query, 5)
         assert [h.record.id for h in hits] == [h.record.id for h in single]
@@ -144,9 +145,14 @@ def test_rrf_ties_are_deterministic() -> None:
 
 
 def test_top_k_drops_zeros_and_keeps_row_order_on_ties() -> None:
-    rows, scores = top_k(np.array([0.0, 2.0, 1.0, 2.0, 0.0, 2.0]), 2)
-    assert rows.tolist() == [1, 3] and scores.tolist() == [2.0, 2.0]
-    assert top_k(np.zeros(4), 3)[0].tolist() == []
+    scores_in = np.array([0.0, 2.0, 1.0, 2.0, 0.0, 2.0])
+    for positive_only in (False, True):
+        rows, scores = top_k(scores_in, 2, positive_only=positive_only)
+        assert rows.tolist() == [1, 3] and scores.tolist() == [2.0, 2.0]
+    # Lexical rankings drop non-matching (zero) rows; dense ones keep every row.
+    assert top_k(np.zeros(4), 3, positive_only=True)[0].tolist() == []
+    assert top_k(np.zeros(4), 3)[0].tolist() == [0, 1, 2]
+    assert top_k(scores_in, 10, positive_only=True)[0].tolist() == [1, 3, 5, 2]
 
 
 def test_bm25_stems_and_drops_stop_words() -> None:
@@ -177,14 +183,39 @@ def test_bm25_round_trips_through_disk(tmp_path: Path) -> None:
         BM25Index.load(tmp_path / "bm25", documents=4)
 
 
-def test_hybrid_caches_bm25_inside_the_snapshot(root: Path) -> None:
-    from lakevec.hybrid import BM25_DIR, snapshot_bm25
-    from lakevec.index import open_index
-
+def test_build_stores_bm25_inside_the_snapshot(root: Path) -> None:
+    """build-index wrote the BM25 index into the snapshot; readers only load it."""
     with open_index(root / "index") as snap:
-        built = snapshot_bm25(snap)  # the hybrid fixture may already have saved it
-        assert (snap.path / BM25_DIR / "lakevec-bm25.json").is_file()
-        loaded = snapshot_bm25(snap)
-        assert len(loaded) == len(built) == N_RECORDS
+        assert (snap.path / "bm25" / "lakevec-bm25.json").is_file()
+        assert snap.manifest.has_bm25
+        assert "bm25/lakevec-bm25.json" in snap.manifest.files
+        loaded = snap.bm25()
+        assert loaded is snap.bm25()  # loaded once per snapshot, shared by retrievers
+        fresh = bm25_of_records(snap.iter_records())
+        assert len(loaded) == len(fresh) == N_RECORDS
         q = "restart the stuck worker"
-        assert loaded.search_rows([q], 5)[0][0].tolist() == built.search_rows([q], 5)[0][0].tolist()
+        got, want = loaded.search_rows([q], 5)[0], fresh.search_rows([q], 5)[0]
+        assert got[0].tolist() == want[0].tolist()
+        assert got[1] == pytest.approx(want[1])
+
+
+def test_last_strategy_names_how_the_search_ran(retriever: Retriever) -> None:
+    retriever.search("restart the worker", 3)
+    expected = {"jaccard": "jaccard", "exact": "exact", "hnsw": "hnsw", "bm25": "bm25",
+                "hybrid": "hybrid"}
+    assert retriever.last_strategy == expected[retriever.name]
+
+
+def test_snapshot_and_corpus_attributes(retriever: Retriever, root: Path) -> None:
+    if retriever.name == "jaccard":
+        assert retriever.snapshot is None
+        assert retriever.corpus is not None and len(retriever.corpus) == N_RECORDS
+    else:
+        assert retriever.snapshot is not None and len(retriever.snapshot) == N_RECORDS
+        assert retriever.corpus is None
+    hits = retriever.search("restart the worker", 3)
+    for hit in hits:  # a snapshot hit knows its row; a corpus scan has none
+        if retriever.snapshot is None:
+            assert hit.row is None
+        else:
+            assert hit.row is not None and retriever.snapshot.record(hit.row).id == hit.record.id

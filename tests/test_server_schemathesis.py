@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth
 
-from lakevec.embed import HashEmbedder
-from lakevec.indexer import index_corpus
-from lakevec.server import ServerSettings, create_app
+from lakevec.embed.hashing import HashEmbedder
+from lakevec.index.update import index_corpus
+from lakevec.service.app import create_app
+from lakevec.service.settings import ServerSettings
 from tests.conftest import SAMPLE_CORPUS
 
 TOKEN = "schemathesis-token-0123456789"

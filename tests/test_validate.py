@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lakevec.bundle import ContextBundle
-from lakevec.validate import NO_CHECKLIST_OVERLAP, validate_response
+from lakevec.replay.bundle import ContextBundle
+from lakevec.replay.gate import NO_CHECKLIST_OVERLAP, validate_response
 
 LONG_OK = "The gateway routes provider traffic through the adapter table; " * 2  # 126 chars
 

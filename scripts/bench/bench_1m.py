@@ -57,10 +57,13 @@ from _common import (
 )
 
 from lakevec.corpus import read_corpus
-from lakevec.embed import Vectors, load_query_embedder
-from lakevec.evaluate import read_queries
-from lakevec.index import HnswParams, build_index, open_index
-from lakevec.retrieve import JaccardRetriever
+from lakevec.embed.base import Vectors
+from lakevec.embed.loader import load_query_embedder
+from lakevec.eval.dataset import read_queries
+from lakevec.index.build import build_index
+from lakevec.index.manifest import HnswParams
+from lakevec.index.snapshot import open_index
+from lakevec.retrieval.jaccard import JaccardRetriever
 
 DIM = 384
 
@@ -114,6 +117,7 @@ def stats(x: np.ndarray, ref: np.ndarray, rng: np.random.Generator) -> dict[str,
 class RowEmbedder:
     """Embeds the text ``r<row>`` as row ``row`` of a precomputed matrix (bench only)."""
 
+    backend = "precomputed"
     precision = "fp32"
 
     def __init__(self, vectors: Vectors, fingerprint: str) -> None:
@@ -266,15 +270,18 @@ def main() -> None:
             [np.asarray(snap.exact(q[s : s + 50], k)[0]) for s in range(0, len(q), 50)]
         )
         truth[name] = snap.labels[rows]
-    graph = snap._hnsw
+    # A private copy of the graph (HnswGraph: hnswlib's knn_query plus label and
+    # score conversion), so the sweep's set_ef never touches the graph behind
+    # snap.knn, which keeps the manifest's ef_search.
+    graph = snap.load_graph()
     sweep = []
     for ef in [int(e) for e in args.efs.split(",")]:
         graph.set_ef(max(ef, k))
         row: dict[str, object] = {"ef": ef}
         for name, q in queries.items():
-            got = [graph.knn_query(q[i : i + 1], k=k)[0][0] for i in range(len(q))]
+            got = [graph.knn(q[i : i + 1], k)[0][0] for i in range(len(q))]
             hits = [len(set(a) & set(b)) for a, b in zip(got, truth[name], strict=True)]
-            runs = [time_each(lambda i, q=q: graph.knn_query(q[i : i + 1], k=k), len(q))
+            runs = [time_each(lambda i, q=q: graph.knn(q[i : i + 1], k), len(q))
                     for _ in range(3)]
             row[name] = {
                 f"recall@{k}": round(float(np.mean(hits)) / k, 4),
@@ -283,7 +290,6 @@ def main() -> None:
             }
         sweep.append(row)
         print(json.dumps(row), file=sys.stderr)
-    graph.set_ef(snap.manifest.hnsw.ef_search)
     result["ann_sweep"] = sweep
 
     q = queries["real queries"]

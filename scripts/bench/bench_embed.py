@@ -25,7 +25,9 @@ import numpy as np
 from _common import CORPUS_53K, machine, median, save_result
 
 from lakevec.corpus import embed_text, read_corpus
-from lakevec.embed import Embedder, SentenceTransformerEmbedder, load_query_embedder
+from lakevec.embed.base import Embedder
+from lakevec.embed.loader import load_query_embedder
+from lakevec.embed.sentence import SentenceTransformerEmbedder
 
 
 def pick(texts: list[str], lo: int, hi: int, n: int, rng: np.random.Generator) -> list[str]:

@@ -2,7 +2,8 @@
 
 Builds with ``lakevec build-index`` in a child process (so the peak RSS is the
 build's own), then loads the index in this process and times single-query
-search: the raw hnswlib step, lakevec's ``IndexSnapshot.knn`` and the exact
+search: the graph step alone (``HnswGraph.knn``: hnswlib's ``knn_query`` on a
+private copy of the graph), lakevec's ``IndexSnapshot.knn`` and the exact
 brute-force ``IndexSnapshot.exact``, with recall@k of HNSW against exact over
 the same stored vectors.
 
@@ -42,8 +43,8 @@ from _common import (
 )
 
 from lakevec.corpus import read_corpus
-from lakevec.embed import load_query_embedder
-from lakevec.index import open_index
+from lakevec.embed.loader import load_query_embedder
+from lakevec.index.snapshot import open_index
 
 
 def limited_corpus(corpus: Path, limit: int | None) -> Path:
@@ -121,10 +122,12 @@ def main() -> None:
     emb = load_query_embedder(m.model.spec)
     q = emb.encode(texts)
     k = args.k
-    graph = snap._hnsw  # the raw hnswlib index, to time the ANN step alone
+    # A private copy of the graph, to time the ANN step alone; its set_ef never
+    # touches the graph behind snap.knn (hnswlib searches with max(ef, k) anyway).
+    graph = snap.load_graph()
     graph.set_ef(max(m.hnsw.ef_search, k))
 
-    ann_lab = [graph.knn_query(q[i : i + 1], k=k)[0][0] for i in range(len(q))]
+    ann_lab = [graph.knn(q[i : i + 1], k)[0][0] for i in range(len(q))]
     exact_rows, _ = snap.exact(q, k)
     exact_lab = snap.labels[np.asarray(exact_rows)]
     hits = [len(set(a) & set(e)) for a, e in zip(ann_lab, exact_lab, strict=True)]
@@ -132,7 +135,7 @@ def main() -> None:
 
     runs: dict[str, list[list[float]]] = {"hnswlib": [], "knn": [], "exact": []}
     for _ in range(args.runs):
-        runs["hnswlib"].append(time_each(lambda i: graph.knn_query(q[i : i + 1], k=k), len(q)))
+        runs["hnswlib"].append(time_each(lambda i: graph.knn(q[i : i + 1], k), len(q)))
         runs["knn"].append(time_each(lambda i: snap.knn(q[i : i + 1], k), len(q)))
         runs["exact"].append(time_each(lambda i: snap.exact(q[i : i + 1], k), min(len(q), 200)))
     search = {
@@ -145,7 +148,7 @@ def main() -> None:
     result["search"] = {
         "queries": len(q),
         "k": k,
-        "query_embedder": getattr(emb, "backend", type(emb).__name__),
+        "query_embedder": emb.backend,
         f"recall@{k}": round(recall, 4),
         "runs": args.runs,
         **search,
@@ -154,9 +157,9 @@ def main() -> None:
     sweep = []
     for ef in [int(e) for e in args.efs.split(",") if e]:
         graph.set_ef(max(ef, k))
-        got = [graph.knn_query(q[i : i + 1], k=k)[0][0] for i in range(len(q))]
+        got = [graph.knn(q[i : i + 1], k)[0][0] for i in range(len(q))]
         hits = [len(set(a) & set(e)) for a, e in zip(got, exact_lab, strict=True)]
-        ms = [time_each(lambda i: graph.knn_query(q[i : i + 1], k=k), len(q))
+        ms = [time_each(lambda i: graph.knn(q[i : i + 1], k), len(q))
               for _ in range(args.runs)]
         sweep.append({"ef": ef, f"recall@{k}": round(float(np.mean(hits)) / k, 4),
                       "p50_ms": round(median([pct(r, 50) for r in ms]), 4),

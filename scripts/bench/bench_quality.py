@@ -2,7 +2,7 @@
 
 Embeds the SciFact corpus (5,183 docs, BEIR layout) twice with the packaged
 MiniLM, once in fp32 and once with bf16 weights, through lakevec's eval
-harness (``lakevec.evaluate``; indexes cached in .bench/eval-<precision>/),
+harness (``lakevec.eval``; indexes cached in .bench/eval-<precision>/),
 then reports:
 
 * cosine between the fp32 and bf16 vector of every document (min, p1, mean);
@@ -25,15 +25,12 @@ import numpy as np
 from _common import SCIFACT, bench_dir, machine, save_result
 
 from lakevec.corpus import embed_text
-from lakevec.embed import SentenceTransformerEmbedder, load_query_embedder
-from lakevec.evaluate import (
-    NDCG_AT,
-    ensure_index,
-    load_dataset,
-    make_retriever,
-    run_retriever,
-    score_ranking,
-)
+from lakevec.embed.loader import load_query_embedder
+from lakevec.embed.sentence import SentenceTransformerEmbedder
+from lakevec.eval.dataset import load_dataset
+from lakevec.eval.metrics import NDCG_AT, score_ranking
+from lakevec.eval.runner import ensure_index, run_retriever
+from lakevec.retrieval.registry import retriever_for
 
 
 def main() -> None:
@@ -96,8 +93,11 @@ def main() -> None:
         # The harness' pieces rather than evaluate(): the query embedder
         # differs from the one that embedded the corpus.
         snap = snaps[corpus_precision]
-        retriever = make_retriever("exact", snap, query_emb, list(snap.iter_records()))
-        run = run_retriever(retriever, ds.queries, NDCG_AT)
+        retriever = retriever_for("exact", snap, query_emb)
+        try:
+            run = run_retriever(retriever, ds.queries, NDCG_AT)
+        finally:
+            retriever.close()  # the snapshot is not the retriever's: it stays open
         ndcg[name] = round(score_ranking(ds.qrels, run)[f"ndcg@{NDCG_AT}"], 4)
         print(f"{name}: nDCG@10 {ndcg[name]}", file=sys.stderr)
     ref = next(iter(ndcg.values()))

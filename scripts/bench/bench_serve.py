@@ -36,8 +36,9 @@ from typing import Any
 import httpx
 from _common import BENCH_DIR, CORPUS_53K, bench_dir, lakevec_cmd, machine, median, pct, save_result
 
-from lakevec.index import current_snapshot_dir, read_manifest
-from lakevec.indexer import index_corpus
+from lakevec.index.layout import current_snapshot_dir
+from lakevec.index.manifest import read_manifest
+from lakevec.index.update import index_corpus
 
 
 def free_port() -> int:

@@ -46,6 +46,8 @@ class TimedEmbedder:
         self.spec = inner.spec
         self.model_id = inner.model_id
         self.fingerprint = inner.fingerprint
+        self.backend = inner.backend
+        self.precision = inner.precision
         self.seconds = 0.0
         self.texts = 0
 
@@ -94,8 +96,8 @@ def mutate(path: Path, fraction: float, seed: int, tag: str) -> int:
 def run_build(corpus: Path, index: Path, spec: str, precision: str | None,
               *, full: bool) -> dict[str, Any]:
     from lakevec.corpus import read_corpus
-    from lakevec.embed import load_embedder
-    from lakevec.index import build_index
+    from lakevec.embed.loader import load_embedder
+    from lakevec.index.build import build_index
 
     phases: dict[str, float] = {}
     last = ["read", time.perf_counter()]

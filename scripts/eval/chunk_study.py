@@ -26,8 +26,11 @@ from typing import Any
 import numpy as np
 
 from lakevec.corpus import embed_text
-from lakevec.embed import load_embedder, normalize
-from lakevec.evaluate import ensure_index, load_dataset, score_ranking
+from lakevec.embed.base import normalize
+from lakevec.embed.sentence import SentenceTransformerEmbedder
+from lakevec.eval.dataset import load_dataset
+from lakevec.eval.metrics import score_ranking
+from lakevec.eval.runner import ensure_index
 
 WINDOW = 254  # 256 minus [CLS] and [SEP]
 STRIDE = 192  # 62 word pieces of overlap
@@ -56,8 +59,10 @@ def main(args: list[str]) -> None:
     rerank = queries = None
     if args[:1] == ["--rerank"]:
         rerank, queries, args = int(args[1]), int(args[3]), args[4:]
-    embedder = load_embedder("default", precision="fp32")
-    tokenizer = embedder._load().tokenizer  # type: ignore[attr-defined]
+    # What load_embedder("default", precision="fp32") returns, typed concretely
+    # for its tokenizer (the model loads here).
+    embedder = SentenceTransformerEmbedder("default", precision="fp32")
+    tokenizer = embedder.model.tokenizer
     results: dict[str, Any] = {}
     for path in args:
         ds = load_dataset(path, limit_queries=queries)

@@ -13,10 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from lakevec.embed import load_embedder
-from lakevec.evaluate import ensure_index, load_dataset, score_ranking
-from lakevec.hybrid import rrf
-from lakevec.lexical import BM25Index, lexical_text
+from lakevec.corpus import keyword_text
+from lakevec.embed.loader import load_embedder
+from lakevec.eval.dataset import load_dataset
+from lakevec.eval.metrics import score_ranking
+from lakevec.eval.runner import ensure_index
+from lakevec.index.lexical import BM25Index
+from lakevec.retrieval.hybrid import rrf
 
 MAX_DEPTH = 200
 TOKENISATIONS = {
@@ -42,7 +45,7 @@ def main(paths: list[str]) -> None:
         res: dict[str, object] = {}
         lexical: dict[str, list[list[int]]] = {}
         for name, (stem, stop) in TOKENISATIONS.items():
-            index = BM25Index((lexical_text(r) for r in records), stemmer=stem, stopwords=stop)
+            index = BM25Index((keyword_text(r) for r in records), stemmer=stem, stopwords=stop)
             lexical[name] = [rows.tolist() for rows, _ in index.search_rows(texts, MAX_DEPTH)]
             run = {q: [ids[r] for r in rows] for q, rows in zip(qids, lexical[name], strict=True)}
             res[f"bm25[{name}]"] = score_ranking(ds.qrels, run)

@@ -1,0 +1,39 @@
+"""Load an embedder from a spec: ``default``, a model directory, or ``hash:DIM``."""
+
+from __future__ import annotations
+
+from lakevec.embed.base import Embedder
+from lakevec.embed.hashing import HashEmbedder, is_hash_spec
+from lakevec.embed.models import model_fingerprint, model_id_for, resolve_model_dir
+from lakevec.embed.onnx import open_export
+from lakevec.embed.sentence import SentenceTransformerEmbedder
+from lakevec.settings import DEFAULT_MODEL, DEFAULT_PRECISION
+
+
+def load_embedder(spec: str | None = None, *, precision: str = DEFAULT_PRECISION) -> Embedder:
+    """The embedder to build with (weights load lazily, on the first encode).
+
+    ``precision`` (``auto|fp32|bf16``) applies to sentence-transformers models.
+    """
+    spec = spec or DEFAULT_MODEL
+    if is_hash_spec(spec):
+        return HashEmbedder.from_spec(spec)
+    return SentenceTransformerEmbedder(spec, precision=precision)
+
+
+def load_query_embedder(spec: str | None = None) -> Embedder:
+    """The embedder for queries: the model's ONNX export if one exists, else the model.
+
+    The ONNX path imports onnxruntime and tokenizers only (no torch), which
+    keeps a fresh ``lakevec search`` well under two seconds; without a usable
+    export this falls back to sentence-transformers in fp32.
+    """
+    spec = spec or DEFAULT_MODEL
+    if is_hash_spec(spec):
+        return HashEmbedder.from_spec(spec)
+    model_dir = resolve_model_dir(spec)
+    fingerprint = model_fingerprint(model_dir)
+    onnx = open_export(spec, model_id_for(spec, model_dir), fingerprint)
+    if onnx is not None:
+        return onnx
+    return SentenceTransformerEmbedder(spec, precision="fp32", fingerprint=fingerprint)

@@ -1,0 +1,257 @@
+"""Torch-free query embeddings: a verified ONNX export of the index's model.
+
+Importing torch takes 4–6 s here, which would dominate every fresh
+``lakevec search``. So ``lakevec build-index`` (which has torch loaded anyway)
+exports the model once per model fingerprint: the HF transformer with the
+sentence-transformers pooling and L2 normalisation inside the graph
+(``torch.onnx``), plus the model's ``tokenizer.json``. The export is checked
+against sentence-transformers in fp32 (cosine ≥ :data:`MIN_COSINE` on sample
+texts) and only then moved into place, atomically::
+
+    <cache root> (settings.cache_root(): $LAKEVEC_CACHE_DIR or ~/.cache/lakevec)
+      onnx/<fingerprint>/
+        model.onnx      transformer + pooling + normalisation, fp32
+        tokenizer.json  the model's fast tokenizer
+        export.json     ExportInfo: what was exported and how well it matched
+      onnx/.tmp-<pid>-<hex>/   an export in progress (removed once its process is gone)
+
+At query time :class:`OnnxEmbedder` needs only onnxruntime and tokenizers
+(~0.3 s to import). No export, or an unusable one, means the caller falls
+back to sentence-transformers (:func:`lakevec.embed.loader.load_query_embedder`).
+This module must not import torch at module level, nor the torch embedder
+(it is only a type here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lakevec.embed.base import ChunkedEncoder, Vectors, clip_text, normalize, window_chars
+from lakevec.files import TMP_PREFIX
+from lakevec.settings import DEFAULT_BATCH_SIZE, NO_ONNX_ENV, cache_root, env_flag
+
+if TYPE_CHECKING:
+    pass
+
+EXPORT_FORMAT = 1
+MIN_COSINE = 0.999
+OPSET = 17
+INFO_FILE = "export.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+# An export in progress: f"{TMP_PREFIX}{pid}-{random hex}" beside the exports.
+_TMP_DIR = re.compile(rf"{re.escape(TMP_PREFIX)}(\d+)-[0-9a-f]+")
+
+# Verification texts: short and long (past the 256-token truncation), mixed
+# case, punctuation, non-ASCII and code, so tokenizer settings must match too.
+VERIFY_TEXTS = (
+    "x",
+    "Restart the ingest worker",
+    "How do I rotate the TLS certificate on the API gateway without downtime?",
+    "ERROR: connection refused (errno 111) while contacting postgres:5432",
+    "Ünïcödé façade — naïve café, 東京, Ελληνικά and emoji 🚀",
+    "def handler(event):\n    return {'status': 200, 'body': json.dumps(event)}",
+    "Verify the backup; check the checksum; assert the restore works; confirm alerts.",
+    "Microstructural development of human newborn cerebral white matter assessed in vivo "
+    "by diffusion tensor magnetic resonance imaging.",
+    " ".join(
+        f"Step {i}: drain node-{i}, cordon it, wait for pods to reschedule, then upgrade "
+        "the kubelet and uncordon; if the pod disruption budget blocks eviction, check "
+        "which deployment holds it."
+        for i in range(12)
+    ),
+    "UPPER CASE TITLE: Disk Pressure On /var/lib/docker",
+    "   leading and trailing whitespace   ",
+    "Numbers 1234567890 and ids like a1b2c3d4-e5f6 or v2.3.1-rc4",
+)
+
+
+class ExportInfo(BaseModel):
+    """What ``export.json`` records about one ONNX export."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal[1] = 1  # EXPORT_FORMAT
+    fingerprint: str
+    model_id: str
+    dimension: int
+    max_seq_length: int
+    lowercase: bool
+    pooling: Literal["mean", "cls"]
+    normalize: bool
+    onnx_bytes: int
+    min_cosine: float
+    verified_texts: int
+    opset: int
+    torch: str
+    onnxruntime: str
+    created_at: float
+
+
+def exports_root() -> Path:
+    """The directory holding one export directory per model fingerprint."""
+    return cache_root() / "onnx"
+
+
+def export_dir(fingerprint: str) -> Path:
+    return exports_root() / fingerprint
+
+
+def read_export_info(target: Path, fingerprint: str) -> ExportInfo | None:
+    """The export's info if ``target`` holds a complete export for ``fingerprint``.
+
+    Checks the file sizes, not a checksum: hashing the 90 MB graph on every
+    query would cost ~0.2 s, and onnxruntime rejects a damaged graph anyway.
+    """
+    try:
+        info = ExportInfo.model_validate_json((target / INFO_FILE).read_bytes())
+        size = (target / MODEL_FILE).stat().st_size
+        has_tokenizer = (target / TOKENIZER_FILE).is_file()
+    except (OSError, ValidationError):
+        return None
+    if info.fingerprint != fingerprint or size != info.onnx_bytes or not has_tokenizer:
+        return None
+    return info
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (True when that cannot be ruled out)."""
+    if pid <= 0:
+        return True  # not a pid we write; never treat it as dead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists but belongs to another user
+        return True
+    return True
+
+
+def remove_stale_exports(root: Path | None = None) -> list[Path]:
+    """Delete temporary export directories whose process has died; the removed paths.
+
+    A build killed during the export leaves its ``.tmp-<pid>-<hex>``
+    directory (~90 MB) behind. A directory of a live process (an export in
+    progress) is never touched; a dead build's pid reused by a new process
+    only delays the removal. Never raises.
+    """
+    root = exports_root() if root is None else root
+    removed = []
+    try:
+        children = list(root.iterdir())
+    except OSError:
+        return []
+    for child in children:
+        match = _TMP_DIR.fullmatch(child.name)
+        if match is None or child.is_symlink() or not child.is_dir():
+            continue
+        if pid_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(child, ignore_errors=True)
+        if not child.exists():
+            removed.append(child)
+    return removed
+
+
+class OnnxEmbedder(ChunkedEncoder):
+    """Embeds with onnxruntime + tokenizers from an export; never imports torch."""
+
+    backend: str = "onnx"
+    precision: str = "fp32"
+
+    def __init__(self, spec: str, model_id: str, target: Path, info: ExportInfo) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.spec = spec
+        self.model_id = model_id
+        self.fingerprint = info.fingerprint
+        self._dim = info.dimension
+        self.export_dir = target
+        self.info = info
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        # No busy-waiting worker threads: queries are single, latency-bound
+        # calls, and spinning threads steal the CPU from the rest of the process
+        # (HNSW search, a server's other requests, a build's torch encoder).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(
+            str(target / MODEL_FILE), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        tok = Tokenizer.from_file(str(target / TOKENIZER_FILE))
+        # Match sentence-transformers: truncate at max_seq_length, pad to the
+        # longest text of the batch (tokenizer.json itself may pad to 128).
+        tok.enable_truncation(max_length=info.max_seq_length)
+        pad = tok.padding or {}
+        tok.enable_padding(
+            pad_id=int(pad.get("pad_id", 0)),
+            pad_type_id=int(pad.get("pad_type_id", 0)),
+            pad_token=str(pad.get("pad_token", "[PAD]")),
+        )
+        self._tokenizer = tok
+
+    @property
+    def max_chars(self) -> int:
+        """Characters of a text handed to the tokenizer (see :func:`clip_text`)."""
+        return window_chars(self.info.max_seq_length)
+
+    def encode_batch(
+        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Vectors:
+        """Encode one list of texts in input order."""
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        limit = self.max_chars
+        for start in range(0, len(texts), batch_size):
+            batch = [clip_text(t, limit) for t in texts[start : start + batch_size]]
+            if self.info.lowercase:
+                batch = [t.lower() for t in batch]
+            enc = self._tokenizer.encode_batch(batch)
+            feed = {
+                "input_ids": np.asarray([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.asarray([e.attention_mask for e in enc], dtype=np.int64),
+                "token_type_ids": np.asarray([e.type_ids for e in enc], dtype=np.int64),
+            }
+            result = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})
+            out[start : start + len(batch)] = result[0]
+        # The graph normalises already; re-normalising in numpy is cheap and
+        # keeps exported models without a Normalize module consistent too.
+        return normalize(out)
+
+    @property
+    def dimension(self) -> int:
+        return self._dim
+
+    def _label(self) -> str:
+        return "embedding (onnx)"
+
+
+def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | None:
+    """An :class:`OnnxEmbedder` for the model, or None (no export, disabled, unusable)."""
+    if env_flag(NO_ONNX_ENV):
+        return None
+    target = export_dir(fingerprint)
+    info = read_export_info(target, fingerprint)
+    if info is None:
+        return None
+    try:
+        return OnnxEmbedder(spec, model_id, target, info)
+    except ImportError:
+        return None
+    except Exception as exc:  # noqa: BLE001 — onnxruntime raises its own types for a bad graph
+        # A damaged export must not stop a search: say so and use the model.
+        print(
+            f"note: ONNX query model {target} is unusable ({exc}); "
+            "using sentence-transformers instead",
+            file=sys.stderr,
+        )
+        return None
