@@ -47,6 +47,29 @@ class EvidenceError(LakevecError):
     """The evidence log could not be written."""
 
 
+class TapeError(LakevecError):
+    """A recorded tape is missing, unreadable, damaged or cannot be written.
+
+    ``call`` is the 1-based model call whose record is damaged, when known.
+    """
+
+    def __init__(self, message: str, call: int | None = None) -> None:
+        super().__init__(message)
+        self.call = call
+
+
+class TapeMismatch(LakevecError):
+    """Replaying a tape, today's code sent a request the tape does not hold.
+
+    ``call`` is the 1-based model call where the replay left the tape.
+    """
+
+    def __init__(self, call: int, message: str) -> None:
+        super().__init__(f"call {call}: {message}")
+        self.call = call
+        self.detail = message
+
+
 class ExportError(LakevecError):
     """The model cannot be exported to ONNX, or the export does not match the model."""
 
@@ -59,6 +82,14 @@ class PortInUseError(LakevecError):
     """``lakevec serve`` cannot listen: another process holds the port."""
 
 
+class ClusterError(LakevecError):
+    """``--ray``: Ray is not installed, the cluster is unreachable, or it failed the embedding."""
+
+
+class ReportError(LakevecError):
+    """``lakevec report`` cannot write its HTML file."""
+
+
 # Internal signals (not LakevecError: they never reach a user as such).
 
 
@@ -68,3 +99,14 @@ class JsonTooDeep(ValueError):
 
 class GraphSearchShort(RuntimeError):
     """hnswlib found fewer than ``k`` neighbours (many deleted elements)."""
+
+
+# Local model and A/B experiments (issue 11).
+
+
+class LocalModelError(ModelLoadError):
+    """The local chat model (a GGUF for llama.cpp) is missing, not a GGUF, or cannot load."""
+
+
+class TaskFileError(LakevecError):
+    """An A/B task file is missing, unreadable, empty or has invalid lines."""

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create ./.venv and install lakevec into it (idempotent; fast when up to date).
-# Usage: bash scripts/setup.sh [extra]   e.g. `bash scripts/setup.sh test`
+# Usage: bash scripts/setup.sh [extras]   e.g. `bash scripts/setup.sh test,ray,local`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -19,4 +19,14 @@ pip() {
 if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
   pip install torch==2.13.0
 fi
+# The `local` extra compiles llama-cpp-python (C++) on first install: use
+# every core for it; pip caches the built wheel for later installs.
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
+case ",$extra," in
+  *,local,*)
+    if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
+      echo "setup: installing llama-cpp-python for --api local; without a cached wheel it" \
+        "compiles from source (~5-6 min on 2 cores, once)" >&2
+    fi ;;
+esac
 pip install -e ".${extra:+[$extra]}"

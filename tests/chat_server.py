@@ -2,7 +2,8 @@
 
 It answers one path (``/v1/chat`` or ``/v1/chat/completions``) with a reply
 chosen by the request's ``model``; every request is recorded for assertions.
-A reply may lie about its length (``declared_length``) to cut the body short.
+A reply may lie about its length (``declared_length``) to cut the body short,
+or trickle its body (``trickle``: one byte every ``trickle`` seconds).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ class Reply:
     body: bytes = b""
     #: Content-Length sent instead of the body's (the connection closes after the body).
     declared_length: int | None = None
+    #: Seconds between body bytes (0: the body in one write). The trickle ends
+    #: when the client hangs up or the server stops.
+    trickle: float = 0.0
+    #: Extra headers.
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def answer(cls, content: object) -> Reply:
@@ -42,6 +48,7 @@ class ChatServer:
     replies: dict[str, Reply]
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 @contextmanager
@@ -65,8 +72,19 @@ def chat_server(path: str, replies: dict[str, Reply]) -> Iterator[ChatServer]:
             declared = reply.declared_length
             sent = len(reply.body) if declared is None else declared
             self.send_header("content-length", str(sent))
+            for name, value in reply.headers:
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            if not reply.trickle:
+                self.wfile.write(reply.body)
+                return
+            try:
+                for i in range(len(reply.body)):
+                    self.wfile.write(reply.body[i : i + 1])
+                    if state.stop.wait(reply.trickle):
+                        return
+            except OSError:  # the client hung up
+                return
 
         def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
             return
@@ -78,6 +96,7 @@ def chat_server(path: str, replies: dict[str, Reply]) -> Iterator[ChatServer]:
     try:
         yield state
     finally:
+        state.stop.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

@@ -27,8 +27,14 @@ ALLOWED: dict[str, set[str]] = {
     "retrieval": {"core", "embed", "index"},
     "replay": {"core", "embed", "index", "retrieval"},
     "eval": {"core", "embed", "index", "retrieval"},
+    "ab": {"core", "embed", "index", "retrieval", "replay"},
+    "report": {"core", "embed", "index", "retrieval", "replay", "ab"},
+    "loop": {"core", "embed", "index", "retrieval", "replay", "ab"},
     "service": {"core", "embed", "index", "retrieval", "replay"},
-    "cli": {"core", "embed", "index", "retrieval", "replay", "eval", "service"},
+    "cli": {"core", "embed", "index", "retrieval", "replay", "eval", "ab", "report", "loop",
+            "service"},
+    # lakevec/__main__.py: the console script; answers --version, else hands over to cli.
+    "__main__": {"core", "cli"},
 }
 
 

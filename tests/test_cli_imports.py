@@ -12,7 +12,8 @@ from tests.conftest import REPO
 HEAVY = ("numpy", "pydantic", "httpx", "torch")
 # The only lakevec modules the CLI may load before a command runs (besides its own).
 LIGHT = {"lakevec", "lakevec.settings", "lakevec.paths", "lakevec.errors"}
-COMMANDS = ("build-index", "search", "replay", "eval", "reindex", "status", "serve")
+COMMANDS = ("build-index", "search", "replay", "verify", "eval", "reindex", "status",
+            "serve", "ab")
 
 CODE = """
 import json, sys

@@ -219,3 +219,61 @@ def test_lone_surrogates_are_escaped_like_json_stringify() -> None:
     assert b'"input_task":"t\\udfff"' in line
     assert json.loads(line)["input_task"] == "t\udfff"
     validator().validate(json.loads(line))
+
+
+# ─── byte parity with the TypeScript seed: numbers as JavaScript writes them ──
+
+
+@pytest.mark.parametrize(
+    ("value", "js"),
+    [
+        (1.0, "1"), (0.5, "0.5"), (7.99744081893794e-05, "0.0000799744081893794"),
+        (1e-7, "1e-7"), (1.5e-7, "1.5e-7"), (123456789012345680000.0, "123456789012345680000"),
+        (1e21, "1e+21"), (-0.0, "0"), (0.1, "0.1"), (1e-6, "0.000001"), (100.0, "100"),
+        (0.3333333333333333, "0.3333333333333333"), (-2.5e-9, "-2.5e-9"),
+        (1.7976931348623157e308, "1.7976931348623157e+308"), (5e-324, "5e-324"),
+    ],
+)
+def test_numbers_are_written_as_javascript_writes_them(value: float, js: str) -> None:
+    from lakevec.replay.jsjson import js_number, stringify
+
+    assert js_number(value) == js
+    assert stringify({"score": value}) == f'{{"score":{js}}}'
+
+
+# JSON.stringify of a seed row whose artifacts scored exactly 1 and below 1e-4.
+SEED_LINE = (
+    '{"schema":"replay_run.v1","input_task":"audit gateway routing table","task_hash":"'
+    + "ab" * 32 + '","retrieved_artifacts":{"rag_ids":["pb-1","pb-2"]},"context_bundle":'
+    '{"retrieved_playbooks":[{"rag_id":"pb-1","source_run_id":"run-1","title":"audit gateway '
+    'routing table","content_preview":"x","success_score":"accepted","tags":[],"score":1},'
+    '{"rag_id":"pb-2","source_run_id":"run-2","title":"t","content_preview":"y","success_score"'
+    ':"accepted","tags":["a"],"score":0.0000799744081893794}],"prior_successful_outputs":[],'
+    '"failure_patterns":[],"validation_steps":[],"bundle_token_estimate":0},"model_response":'
+    '"ok","model_used":"qwen3.5:latest","escalation_path":["qwen3.5:latest"],'
+    '"validation_result":{"passed":false,"reasons":["response too short (2 chars; min 80)"]},'
+    '"recorded_run_id":"replay:abababababababab:1777264978123","recorded_at":'
+    '"2026-04-27T04:42:58.123Z","duration_ms":5}\n'
+)
+
+
+def test_a_seed_row_with_scores_of_1_and_below_1e_4_re_encodes_byte_identically() -> None:
+    from lakevec.replay.evidence import ReplayRunRow
+
+    row = ReplayRunRow.model_validate(json.loads(SEED_LINE))
+    assert encode_row(row) == SEED_LINE.encode()
+    assert b'"score":1.0' not in encode_row(row) and b"e-05" not in encode_row(row)
+
+
+def test_lakevec_rows_write_an_exact_jaccard_match_as_1(tmp_path: Path) -> None:
+    from lakevec.corpus import PlaybookRecord
+    from lakevec.replay.engine import ReplayRequest, replay
+    from lakevec.retrieval.jaccard import JaccardRetriever
+
+    record = PlaybookRecord(id="pb-1", title="audit gateway", content="routing table",
+                            source_run_id="run-1", success_score="accepted")
+    log = tmp_path / "runs.jsonl"
+    replay(ReplayRequest(task="audit gateway routing table", dry_run=True),
+           retriever=JaccardRetriever([record]), gateway=None, evidence_path=log)
+    line = log.read_bytes()
+    assert b',"score":1}' in line and b'"score":1.0' not in line

@@ -258,3 +258,62 @@ def test_real_server_on_loopback_speaks_v1_chat() -> None:
         result = gw.chat("qwen3.5:latest", "S", "U")
     assert result.content == "from the server"
     assert srv.seen[0].body["provider"] == "ollama"
+
+
+def test_openai_base_url_ending_in_v1_posts_to_chat_completions() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=ok_payload("hi"))
+
+    for base in ("http://llm.test/v1", "http://llm.test/v1/", "http://llm.test"):
+        HttpGateway(base, api="openai", client=mock(handler)).chat("m", "s", "u")
+    assert [str(r.url) for r in seen] == ["http://llm.test/v1/chat/completions"] * 3
+    # The seed's lakehouse route is not changed by a /v1 suffix.
+    assert HttpGateway("http://gw.test/v1", client=mock(handler)).endpoint == (
+        "http://gw.test/v1/v1/chat"
+    )
+
+
+def test_max_tokens_and_temperature_are_sent_as_javascript_writes_them() -> None:
+    from lakevec.replay.chat import ChatOptions
+
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        return httpx.Response(200, json=ok_payload("x"))
+
+    gw = HttpGateway("http://gw.test", client=mock(handler))
+    gw.chat("m", "s", "u")
+    gw.chat("m", "s", "u", options=ChatOptions(max_tokens=64, temperature=1.0))
+    assert seen[0].endswith(b',"max_tokens":1500,"temperature":0.1}')
+    assert seen[1].endswith(b',"max_tokens":64,"temperature":1}')  # JSON.stringify(1.0) is "1"
+
+
+def test_credentials_never_reach_error_messages() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    gw = HttpGateway("http://bob:hunter2@gw.test", client=mock(handler))
+    result = gw.chat("m", "s", "u")
+    assert result.error == "cannot connect to http://gw.test/v1/chat: refused"
+    with pytest.raises(UsageProblem) as caught:
+        HttpGateway("http://bob:hunter2@gw.test:99999")
+    assert "hunter2" not in str(caught.value) and "***@gw.test" in str(caught.value)
+
+
+def test_timeout_bounds_the_whole_call_even_when_each_read_is_quick() -> None:
+    import time
+
+    # A byte every 1.5 s never trips a 2 s read timeout, and the check between
+    # chunks alone would stop at 3 s: the deadline's watchdog stops it at 2 s.
+    body = json.dumps(ok_payload("x" * 100)).encode()
+    with (chat_server("/v1/chat", {"m": Reply(200, body, trickle=1.5)}) as srv,
+          HttpGateway(srv.url, timeout=2) as gw):
+        started = time.monotonic()
+        result = gw.chat("m", "s", "u")
+        elapsed = time.monotonic() - started
+    assert result.error == f"timed out after 2s: POST {srv.url}/v1/chat"
+    assert 1.9 < elapsed < 2.9

@@ -40,7 +40,7 @@ class FakeGateway:
         self.answers = answers
         self.calls: list[tuple[str, str, str]] = []
 
-    def chat(self, model: str, system: str, user: str) -> ChatResult:
+    def chat(self, model: str, system: str, user: str, **_: Any) -> ChatResult:
         self.calls.append((model, system, user))
         return self.answers[model]
 
@@ -443,6 +443,7 @@ def test_provenance_comes_from_the_retrievers_snapshot(tmp_path: Path) -> None:
     assert result.lakevec.model_dump() == {
         "version": result.lakevec.version, "retriever": "hybrid", "index_version": 7,
         "manifest_sha256": "f" * 64, "embedding_model": "org/model", "gateway_api": "dry-run",
+        "tape": None, "exchanges": 0,
     }
     baseline = replay(
         ReplayRequest(task=TASK, dry_run=True, no_retrieval=True), retriever=retriever,

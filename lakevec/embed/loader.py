@@ -6,6 +6,7 @@ from lakevec.embed.base import Embedder
 from lakevec.embed.hashing import HashEmbedder, is_hash_spec
 from lakevec.embed.models import model_fingerprint, model_id_for, resolve_model_dir
 from lakevec.embed.onnx import open_export
+from lakevec.embed.precision import resolve_precision
 from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.settings import DEFAULT_MODEL, DEFAULT_PRECISION
 
@@ -13,12 +14,21 @@ from lakevec.settings import DEFAULT_MODEL, DEFAULT_PRECISION
 def load_embedder(spec: str | None = None, *, precision: str = DEFAULT_PRECISION) -> Embedder:
     """The embedder to build with (weights load lazily, on the first encode).
 
-    ``precision`` (``auto|fp32|bf16``) applies to sentence-transformers models.
+    ``precision``: ``auto`` picks the backend per call by measurement
+    (:class:`~lakevec.embed.auto.AutoEmbedder`: torch-free ONNX for small
+    updates, the calibrated fastest backend for large ones); ``int8`` runs
+    ONNX Runtime with int8 weights; ``fp32``/``bf16`` run sentence-transformers
+    with those weights (``fp32`` gives bit-stable vectors).
     """
     spec = spec or DEFAULT_MODEL
     if is_hash_spec(spec):
         return HashEmbedder.from_spec(spec)
-    return SentenceTransformerEmbedder(spec, precision=precision)
+    if precision in ("auto", "int8"):
+        # Imported here: the query path (load_query_embedder) never needs it.
+        from lakevec.embed.auto import INT8, AutoEmbedder
+
+        return AutoEmbedder(spec, force=INT8 if precision == "int8" else None)
+    return SentenceTransformerEmbedder(spec, precision=resolve_precision(precision))
 
 
 def load_query_embedder(spec: str | None = None) -> Embedder:

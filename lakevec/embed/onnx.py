@@ -13,6 +13,8 @@ texts) and only then moved into place, atomically::
         model.onnx      transformer + pooling + normalisation, fp32
         tokenizer.json  the model's fast tokenizer
         export.json     ExportInfo: what was exported and how well it matched
+        model-query.onnx  model.onnx pre-optimised for fast opening (build time, verified)
+        model-int8.onnx, int8.json  int8 weights for bulk embedding (lakevec.embed.onnx_quant)
       onnx/.tmp-<pid>-<hex>/   an export in progress (removed once its process is gone)
 
 At query time :class:`OnnxEmbedder` needs only onnxruntime and tokenizers
@@ -30,7 +32,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -39,15 +41,16 @@ from lakevec.embed.base import ChunkedEncoder, Vectors, clip_text, normalize, wi
 from lakevec.files import TMP_PREFIX
 from lakevec.settings import DEFAULT_BATCH_SIZE, NO_ONNX_ENV, cache_root, env_flag
 
-if TYPE_CHECKING:
-    pass
-
 EXPORT_FORMAT = 1
 MIN_COSINE = 0.999
 OPSET = 17
 INFO_FILE = "export.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+# model.onnx with ONNX Runtime's graph optimisations (extended level: no
+# CPU-specific kernels) already applied: queries load it with optimisation
+# and weight prepacking off, ~30 % faster to open (docs/BENCHMARKS.md).
+QUERY_FILE = "model-query.onnx"
 # An export in progress: f"{TMP_PREFIX}{pid}-{random hex}" beside the exports.
 _TMP_DIR = re.compile(rf"{re.escape(TMP_PREFIX)}(\d+)-[0-9a-f]+")
 
@@ -163,29 +166,55 @@ def remove_stale_exports(root: Path | None = None) -> list[Path]:
 
 
 class OnnxEmbedder(ChunkedEncoder):
-    """Embeds with onnxruntime + tokenizers from an export; never imports torch."""
+    """Embeds with onnxruntime + tokenizers from an export; never imports torch.
+
+    ``model_file`` picks the graph inside the export directory (the fp32
+    export, or the int8 model derived from it); ``min_cosine`` is how closely
+    that graph's vectors were verified to match sentence-transformers fp32.
+    Queries keep ``throughput=False`` (no busy-waiting worker threads); bulk
+    embedding in a build sets it to let ONNX Runtime spin between batches.
+    """
 
     backend: str = "onnx"
-    precision: str = "fp32"
 
-    def __init__(self, spec: str, model_id: str, target: Path, info: ExportInfo) -> None:
+    def __init__(
+        self,
+        spec: str,
+        model_id: str,
+        target: Path,
+        info: ExportInfo,
+        *,
+        model_file: str = MODEL_FILE,
+        precision: str = "fp32",
+        min_cosine: float | None = None,
+        throughput: bool = False,
+        preoptimized: bool = False,
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.spec = spec
         self.model_id = model_id
         self.fingerprint = info.fingerprint
+        self.precision = precision
         self._dim = info.dimension
         self.export_dir = target
         self.info = info
+        self.min_cosine = info.min_cosine if min_cosine is None else min_cosine
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # warnings about unused initialisers are noise here
-        # No busy-waiting worker threads: queries are single, latency-bound
-        # calls, and spinning threads steal the CPU from the rest of the process
-        # (HNSW search, a server's other requests, a build's torch encoder).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not throughput:
+            # No busy-waiting worker threads: queries are single, latency-bound
+            # calls, and spinning threads steal the CPU from the rest of the
+            # process (HNSW search, a server's other requests).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if preoptimized:
+            # Optimised when it was written; prepacking weights pays off over
+            # many batches, not for one query.
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            opts.add_session_config_entry("session.disable_prepacking", "1")
         self._session = ort.InferenceSession(
-            str(target / MODEL_FILE), sess_options=opts, providers=["CPUExecutionProvider"]
+            str(target / model_file), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
         tok = Tokenizer.from_file(str(target / TOKENIZER_FILE))
@@ -199,6 +228,11 @@ class OnnxEmbedder(ChunkedEncoder):
             pad_token=str(pad.get("pad_token", "[PAD]")),
         )
         self._tokenizer = tok
+
+    @property
+    def equivalence_cosine(self) -> float | None:
+        """Min cosine to sentence-transformers fp32 measured when this graph was verified."""
+        return self.min_cosine
 
     @property
     def max_chars(self) -> int:
@@ -232,7 +266,7 @@ class OnnxEmbedder(ChunkedEncoder):
         return self._dim
 
     def _label(self) -> str:
-        return "embedding (onnx)"
+        return f"embedding (onnx {self.precision})"
 
 
 def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | None:
@@ -244,6 +278,14 @@ def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | No
     if info is None:
         return None
     try:
+        if (target / QUERY_FILE).is_file():
+            try:
+                return OnnxEmbedder(spec, model_id, target, info, model_file=QUERY_FILE,
+                                    preoptimized=True)
+            except ImportError:
+                raise
+            except Exception:  # noqa: BLE001, S110 — a damaged copy: the original follows
+                pass
         return OnnxEmbedder(spec, model_id, target, info)
     except ImportError:
         return None
@@ -255,3 +297,37 @@ def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | No
             file=sys.stderr,
         )
         return None
+
+
+def prepare_query_model(target: Path, info: ExportInfo) -> bool:
+    """Write :data:`QUERY_FILE` (the export, pre-optimised) if it is missing; True when present.
+
+    Installed only when its vectors equal the export's on :data:`VERIFY_TEXTS`
+    (cosine >= 0.99999). Build time only (readers never write); never raises.
+    """
+    if (target / QUERY_FILE).is_file():
+        return True
+    import secrets
+
+    tmp = target / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{QUERY_FILE}"
+    try:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(tmp)
+        ort.InferenceSession(str(target / MODEL_FILE), sess_options=opts,
+                             providers=["CPUExecutionProvider"])
+        ref = OnnxEmbedder(info.fingerprint, info.model_id, target, info)
+        fast = OnnxEmbedder(info.fingerprint, info.model_id, target, info, model_file=tmp.name,
+                            preoptimized=True)
+        texts = list(VERIFY_TEXTS)
+        if float((ref.encode_batch(texts) * fast.encode_batch(texts)).sum(1).min()) < 0.99999:
+            return False
+        os.replace(tmp, target / QUERY_FILE)
+        return True
+    except Exception:  # noqa: BLE001 — an optimisation only: queries use model.onnx then
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from lakevec.embed.onnx import (
     ExportInfo,
     OnnxEmbedder,
     export_dir,
+    prepare_query_model,
     read_export_info,
     remove_stale_exports,
 )
@@ -191,7 +192,8 @@ def ensure_export(embedder: SentenceTransformerEmbedder, *, progress: bool = Fal
     """
     target = export_dir(embedder.fingerprint)
     remove_stale_exports(target.parent)
-    if read_export_info(target, embedder.fingerprint) is not None:
+    if (cached := read_export_info(target, embedder.fingerprint)) is not None:
+        prepare_query_model(target, cached)  # exports made before it existed get it too
         return f"ONNX query model: {target} (cached)"
     if progress:
         print(f"exporting ONNX query model to {target} ...", file=sys.stderr)
@@ -204,4 +206,5 @@ def ensure_export(embedder: SentenceTransformerEmbedder, *, progress: bool = Fal
             f"ONNX query model not exported ({type(exc).__name__}: {exc}); "
             "queries will load sentence-transformers"
         )
+    prepare_query_model(target, info)
     return f"ONNX query model: {target} (exported, min cosine {info.min_cosine:.6f})"

@@ -1,4 +1,6 @@
-"""Which precision to embed with: bf16 weights only where the CPU runs bf16 natively."""
+"""sentence-transformers' precision from the CPU flags: bf16 weights only where the CPU
+runs bf16 natively. (``--precision auto`` as a whole is decided by measurement in
+:mod:`lakevec.embed.calibrate`; this is its guess before any measurement.)"""
 
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ def resolve_precision(requested: str = "auto", flags: Iterable[str] | None = Non
         raise UsageProblem(
             f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}"
         )
+    if requested == "int8":
+        raise UsageProblem("int8 runs on ONNX Runtime, not sentence-transformers "
+                           "(load it with lakevec.embed.loader.load_embedder)")
     if requested != "auto":
         return cast(Precision, requested)
     have = cpu_flags() if flags is None else frozenset(flags)

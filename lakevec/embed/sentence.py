@@ -146,5 +146,10 @@ class SentenceTransformerEmbedder(ChunkedEncoder):
         # Normalise in fp32: a bf16 model's pooled output is bf16.
         return normalize(vecs.float().cpu().numpy())
 
+    @property
+    def equivalence_cosine(self) -> float | None:
+        """1.0 in fp32 (the reference itself); bf16 is not re-verified per build."""
+        return 1.0 if self.precision == "fp32" else None
+
     def _label(self) -> str:
         return f"embedding ({self.precision})"

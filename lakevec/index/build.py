@@ -28,7 +28,7 @@ import numpy.typing as npt
 from lakevec import __version__
 from lakevec.clock import SYSTEM_CLOCK, Clock, iso_ms
 from lakevec.corpus import Corpus, embed_text
-from lakevec.embed.base import Embedder, Vectors
+from lakevec.embed.base import Embedder, Vectors, verified_cosine
 from lakevec.errors import IndexCorruptError, UsageProblem
 from lakevec.files import TMP_PREFIX, fsync_path, sha256_file, write_atomic
 from lakevec.index.graph import HnswGraph, hnswlib_version
@@ -289,6 +289,8 @@ def _build_locked(
             embedded=len(todo),
             graph_rebuilt=rebuilt,
             precision=emb.precision if todo else None,
+            backend=emb.backend if todo else None,
+            encoder_min_cosine=verified_cosine(emb) if todo else None,
             lakevec_version=__version__,
             python=platform.python_version(),
             hnswlib=hnswlib_version(),

@@ -19,6 +19,7 @@ from pathlib import Path
 from lakevec.errors import IndexCorruptError, IndexMissingError
 from lakevec.files import TMP_PREFIX, sha256_file, write_atomic
 from lakevec.index.manifest import DATA_FILES, REBUILD_HINT, IndexManifest
+from lakevec.index.verified import VerifiedFiles
 
 CURRENT_FILE = "CURRENT"
 SNAPSHOTS_DIR = "snapshots"
@@ -77,16 +78,20 @@ def verify_files(
     checksums: bool = True,
     names: Iterable[str] | None = None,
     sizes_only: Iterable[str] = (),
+    rehash: bool = False,
 ) -> None:
     """Check data files' sizes (and sha256, except ``sizes_only``) against the manifest.
 
     ``names`` defaults to every file the manifest lists (the core files are
     always required). Runs before anything is handed to hnswlib: a truncated
-    or corrupted graph file can crash the process instead of raising.
+    or corrupted graph file can crash the process instead of raising. A file
+    hashed before and unchanged since (:mod:`lakevec.index.verified`) is not
+    hashed again unless ``rehash``.
     """
     skip_sha = set(sizes_only)
     wanted = list(names) if names is not None else sorted({*DATA_FILES, *manifest.files})
     fix = f"{REBUILD_HINT} to rebuild it"
+    known = VerifiedFiles(snapshot_dir) if checksums else None
     for name in wanted:
         info = manifest.files.get(name)
         path = snapshot_dir / name
@@ -103,8 +108,15 @@ def verify_files(
                 f"index file {path} is {st.st_size} bytes, manifest says {info.bytes} "
                 f"(truncated or corrupted) — {fix}"
             )
-        if checksums and name not in skip_sha and sha256_file(path) != info.sha256:
+        if known is None or name in skip_sha:
+            continue
+        if not rehash and known.digest(name, st) == info.sha256:
+            continue
+        if sha256_file(path) != info.sha256:
             raise IndexCorruptError(f"index file {path} fails its sha256 checksum — {fix}")
+        known.remember(name, st, info.sha256)
+    if known is not None:
+        known.save()
 
 
 def clean_leftovers(index_dir: Path) -> list[Path]:

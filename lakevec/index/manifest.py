@@ -73,9 +73,15 @@ class BuildInfo(_Strict):
     lakevec_version: str
     python: str
     hnswlib: str
-    # Numeric precision of the vectors this build embedded ("fp32"/"bf16");
+    # Numeric precision of the vectors this build embedded ("fp32"/"bf16"/"int8");
     # None in manifests written before it was recorded, or with no embedding.
     precision: str | None = None
+    # The backend that embedded them ("sentence-transformers", "onnx", ...) and
+    # the min cosine to sentence-transformers fp32 it was verified at (1.0 for
+    # fp32 sentence-transformers itself); None in older manifests, without
+    # embedding, or when unknown.
+    backend: str | None = None
+    encoder_min_cosine: float | None = None
 
 
 class IndexManifest(_Strict):

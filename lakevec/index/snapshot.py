@@ -52,9 +52,11 @@ class IndexSnapshot:
         *,
         graph: bool = True,
         verify_graph: bool = False,
+        rehash: bool = False,
     ) -> None:
         self.path = path
         self.manifest = manifest
+        self._rehash = rehash
         # Opened without its graph, the graph file was only size-checked; a
         # later load hashes it first (most such opens never load it).
         self._verify_graph = verify_graph
@@ -120,7 +122,7 @@ class IndexSnapshot:
     def verify_graph_file(self) -> None:
         """Hash the graph file and check its dimension if the open only size-checked it."""
         if self._verify_graph:
-            verify_files(self.path, self.manifest, names=(GRAPH_FILE,))
+            verify_files(self.path, self.manifest, names=(GRAPH_FILE,), rehash=self._rehash)
             self._verify_graph = False
         graph_dim = saved_dimension(self.path / GRAPH_FILE)
         if graph_dim != self.dimension:
@@ -270,8 +272,12 @@ def open_index(
     *,
     checksums: bool = True,
     graph: bool = True,
+    rehash: bool = False,
 ) -> IndexSnapshot:
     """Open the live snapshot of ``index_dir`` after verifying manifest and files.
+
+    ``checksums`` trusts the digests of files hashed before and unchanged
+    since (:mod:`lakevec.index.verified`); ``rehash`` hashes them all again.
 
     A build may swap ``CURRENT`` and garbage-collect the snapshot a reader has
     just resolved; when the pointer moved meanwhile, the open is retried on
@@ -286,8 +292,9 @@ def open_index(
             manifest = read_manifest(snap)
             # Without the graph (diffs, status) its big file is only size-checked.
             lazy = () if graph else ("hnsw.bin",)
-            verify_files(snap, manifest, checksums=checksums, sizes_only=lazy)
-            return IndexSnapshot(snap, manifest, graph=graph, verify_graph=checksums and not graph)
+            verify_files(snap, manifest, checksums=checksums, sizes_only=lazy, rehash=rehash)
+            return IndexSnapshot(snap, manifest, graph=graph, verify_graph=checksums and not graph,
+                                 rehash=rehash)
         except (IndexCorruptError, FileNotFoundError):
             if attempt == attempts - 1 or read_pointer(index_dir) == pointer:
                 raise

@@ -117,7 +117,7 @@ def index_status(
     ``verify`` also checks every file's sha256 (slower on large indexes).
     """
     index_dir = Path(index_dir)
-    with open_index(index_dir, checksums=verify, graph=False) as snapshot:
+    with open_index(index_dir, checksums=verify, graph=False, rehash=verify) as snapshot:
         # With --verify every file's sha256, the graph's too; always the graph's
         # header against the manifest's dimension (vectors were checked on open).
         snapshot.verify_graph_file()

@@ -11,9 +11,11 @@ from typing import Any
 
 from lakevec.clock import SYSTEM_CLOCK, Clock
 from lakevec.corpus import CorpusFormat, read_corpus
+from lakevec.embed.auto import AutoEmbedder
 from lakevec.embed.base import Embedder
 from lakevec.embed.loader import load_embedder
 from lakevec.embed.onnx_export import ensure_export
+from lakevec.embed.ray_embed import RayEmbedder, RayOptions
 from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.errors import IndexCorruptError, IndexMissingError
 from lakevec.files import write_atomic
@@ -82,6 +84,7 @@ def index_corpus(
     precision: str = DEFAULT_PRECISION,
     query_model: bool = True,
     embedder: Embedder | None = None,
+    ray: RayOptions | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> BuildReport:
     """Read the corpus and bring the index at ``index_dir`` up to date with it.
@@ -92,6 +95,11 @@ def index_corpus(
     torch-free ONNX query export (cached per model; a failed export only
     prints a note). ``BuildReport.problems`` lists the corpus lines skipped
     that no earlier build of this index reported.
+
+    With ``ray`` the records to embed are embedded on a Ray cluster
+    (:class:`~lakevec.embed.ray_embed.RayEmbedder`, same model and precision);
+    planning, the graph and the publish stay here. A build with nothing to
+    embed never connects to the cluster.
     """
     corpus = read_corpus(corpus_path, corpus_format, strict=strict)
     params = None
@@ -102,14 +110,19 @@ def index_corpus(
         )
     if embedder is None:
         embedder = load_embedder(_model_spec(index_dir, model, full), precision=precision)
+    if ray is not None and not isinstance(embedder, RayEmbedder):
+        embedder = RayEmbedder(embedder, ray)
     report = build_index(
         corpus, index_dir, embedder, params=params, full=full, progress=progress, keep=keep,
         rebuild_threshold=rebuild_threshold, lock_timeout=lock_timeout,
         batch_size=batch_size, clock=clock,
     )
     # Not on a no-op: a cron reindex that changed nothing must not load torch.
-    if query_model and report.changed and isinstance(embedder, SentenceTransformerEmbedder):
-        note = ensure_export(embedder, progress=progress)
+    local = embedder.local if isinstance(embedder, RayEmbedder) else embedder
+    if isinstance(local, AutoEmbedder):  # --precision auto/int8: export its model too
+        local = local.sentence
+    if query_model and report.changed and isinstance(local, SentenceTransformerEmbedder):
+        note = ensure_export(local, progress=progress)
         if progress:
             print(note, file=sys.stderr)
     return replace(report, problems=_new_problems(index_dir, report.skipped_lines))

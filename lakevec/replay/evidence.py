@@ -6,8 +6,15 @@ TypeScript and the Go runtime share one ``data/_kb/replay_runs.jsonl``.
 
 lakevec adds exactly one optional key, ``lakevec``, holding provenance: the
 lakevec version, the retriever, the index version and manifest hash, the
-embedding model and the gateway API used. Readers that only know the seed's
-row can ignore it.
+embedding model, the gateway API used, and the digest and length of the run's
+tape (every model call, :mod:`lakevec.replay.tape`), and, for a run of an A/B
+experiment (``lakevec ab``), the experiment it belongs to (:class:`Experiment`;
+the key is left out of other rows). Readers that only know the seed's row can
+ignore it.
+
+Rows are written by :func:`~lakevec.replay.jsjson.stringify`, so numbers look
+as ``JSON.stringify`` writes them (``1``, not ``1.0``; ``0.0000799744081893794``,
+not ``7.99744081893794e-05``) and a lakevec row is byte-identical to the seed's.
 
 Appends are safe under concurrent writers on a local filesystem: each append
 takes an exclusive ``flock`` on the log, issues one ``write`` of the whole
@@ -19,7 +26,6 @@ Regenerate the committed JSON Schema with ``python -m lakevec.replay.evidence``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -28,15 +34,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lakevec.errors import EvidenceError
-from lakevec.locks import acquire
+from lakevec.locks import append_line, locked_log
 from lakevec.replay.bundle import ContextBundle
 from lakevec.replay.gate import ValidationResult
+from lakevec.replay.jsjson import stringify
 from lakevec.replay.jsstr import js_slice, js_to_well_formed
 from lakevec.settings import DEFAULT_LOCK_TIMEOUT
 
 __all__ = [
     "LOG_RESPONSE_CHARS",
     "SCHEMA_ID",
+    "Experiment",
     "Provenance",
     "ReplayResult",
     "ReplayRunRow",
@@ -68,6 +76,30 @@ class RetrievedIds(BaseModel):
     rag_ids: list[str]
 
 
+class Experiment(BaseModel):
+    """The A/B experiment a run belongs to (``lakevec ab``): ``lakevec.experiment``.
+
+    ``verdict`` is the experiment's own judgement of the answer (its gate,
+    with the same checklist for every arm of a task, see
+    :mod:`lakevec.ab.experiment`); ``validation_result`` stays the pipeline's
+    seed gate, which ``lakevec verify`` re-checks.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128, description="experiment id, shared by its runs")
+    arm: str = Field(
+        min_length=1, max_length=128,
+        description='arm of the run, e.g. "retrieval:hybrid" or "no-retrieval"',
+    )
+    task_id: str = Field(min_length=1, max_length=64, description="id in the A/B task file")
+    repeat: int = Field(ge=1, description="1-based repeat of the task in this arm")
+    gate: str | None = Field(default=None, description='"seed" or "strict": how verdict judged')
+    verdict: ValidationResult | None = Field(
+        default=None, description="the experiment's judgement of this run (its gate)"
+    )
+
+
 class Provenance(BaseModel):
     """The one extra key lakevec adds to a row (``"lakevec": {...}``)."""
 
@@ -86,7 +118,23 @@ class Provenance(BaseModel):
     embedding_model: str | None = Field(
         default=None, description="embedding model of the index, when known"
     )
-    gateway_api: str = Field(description='"lakehouse", "openai" or "dry-run"')
+    gateway_api: str = Field(description='"lakehouse", "openai", "local" or "dry-run"')
+    tape: str | None = Field(
+        default=None,
+        pattern=_HEX64,
+        description="sha256 hash chain over the run's recorded model calls: the tape "
+        "data/_kb/tapes/<tape[:2]>/<tape>.json beside the log (`lakevec verify` replays it); "
+        "null when no call was recorded (dry run); absent in rows written before tapes",
+    )
+    exchanges: int | None = Field(
+        default=None, ge=0, description="number of recorded HTTP/in-process exchanges"
+    )
+    experiment: Experiment | None = Field(
+        default=None,
+        # Left out when None, so rows outside experiments keep their bytes.
+        exclude_if=lambda value: value is None,
+        description="the A/B experiment the run belongs to (`lakevec ab`); absent otherwise",
+    )
 
 
 class ReplayResult(BaseModel):
@@ -147,12 +195,12 @@ def row_dict(row: ReplayRunRow) -> dict[str, Any]:
 
 
 def encode_row(row: ReplayRunRow | ReplayResult) -> bytes:
-    """One compact JSON line (UTF-8, trailing newline), like ``JSON.stringify``."""
+    """One compact JSON line (UTF-8, trailing newline), byte for byte ``JSON.stringify``."""
     if not isinstance(row, ReplayRunRow):
         row = to_row(row)
     data = row_dict(row)
     try:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = stringify(data)
     except ValueError as exc:
         raise EvidenceError(f"evidence row is not valid JSON: {exc}") from exc
     try:
@@ -176,34 +224,9 @@ def append_evidence(
         row = to_row(row)
     data = encode_row(row)
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise EvidenceError(
-            f"cannot open evidence log {path}: {exc.strerror or exc} — "
-            "fix its permissions or pass --evidence PATH"
-        ) from exc
-    try:
-        acquire(
-            fd,
-            timeout=lock_timeout,
-            on_timeout=lambda: EvidenceError(
-                f"evidence log {path} stayed locked by another writer for {lock_timeout:g}s"
-            ),
-        )
-        size = os.fstat(fd).st_size
-        # A writer killed mid-line must not glue its fragment to our row.
-        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data
-        view = memoryview(data)
-        while view:  # one write in practice; the loop only guards short writes
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except OSError as exc:
-        raise EvidenceError(f"cannot write evidence log {path}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
+    with locked_log(path, timeout=lock_timeout, what="evidence log",
+                    fix="fix its permissions or pass --evidence PATH", error=EvidenceError) as fd:
+        append_line(fd, data)
     return row
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from lakevec.corpus import PlaybookRecord
-from lakevec.index.columns import Mask
-from lakevec.index.snapshot import IndexSnapshot
 from lakevec.retrieval.filters import SearchFilters
+
+if TYPE_CHECKING:  # types only: a corpus scan (jaccard) loads no index machinery
+    from lakevec.index.columns import Mask
+    from lakevec.index.snapshot import IndexSnapshot
 
 
 @dataclass(frozen=True)

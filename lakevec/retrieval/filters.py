@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lakevec.corpus import PlaybookRecord
-from lakevec.index.columns import Mask, RecordColumns
+
+if TYPE_CHECKING:  # types only: filtering a corpus scan needs no numpy
+    from lakevec.index.columns import Mask, RecordColumns
 
 
 @dataclass(frozen=True)

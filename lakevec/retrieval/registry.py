@@ -7,19 +7,22 @@ all open retrievers here, so the same query ranks the same way everywhere.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lakevec.corpus import CorpusFormat, read_corpus
-from lakevec.embed.base import Embedder
-from lakevec.embed.loader import load_query_embedder
+from lakevec.corpus import CorpusFormat
 from lakevec.errors import UsageProblem
-from lakevec.index.snapshot import IndexSnapshot, check_model, open_index
 from lakevec.paths import default_corpus, default_index
 from lakevec.retrieval.base import Retriever
-from lakevec.retrieval.bm25 import BM25Retriever
-from lakevec.retrieval.dense import DEFAULT_FILTER_POLICY, DenseRetriever, FilterPolicy
-from lakevec.retrieval.hybrid import HybridRetriever
-from lakevec.retrieval.jaccard import JaccardRetriever
 from lakevec.settings import DEFAULT_RETRIEVER, INDEX_RETRIEVERS, RETRIEVERS
+
+if TYPE_CHECKING:
+    from lakevec.embed.base import Embedder
+    from lakevec.index.snapshot import IndexSnapshot
+    from lakevec.retrieval.dense import FilterPolicy
+
+# Each retriever's modules are imported when it is opened: a cold `search` or
+# `replay` loads only what the chosen retriever uses (jaccard: no numpy,
+# hnswlib or onnxruntime; bm25: no onnxruntime; hnsw/exact: no BM25 index).
 
 __all__ = [
     "DEFAULT_RETRIEVER",
@@ -49,6 +52,9 @@ def query_embedder_for(snapshot: IndexSnapshot, model: str | None = None) -> Emb
     The torch-free ONNX export when the build made one; loading it is cheap
     (weights load lazily) and yields the fingerprint for the model check.
     """
+    from lakevec.embed.loader import load_query_embedder
+    from lakevec.index.snapshot import check_model
+
     embedder = load_query_embedder(model or snapshot.manifest.model.spec)
     check_model(snapshot.manifest, embedder)
     return embedder
@@ -60,18 +66,26 @@ def retriever_for(
     embedder: Embedder | None,
     *,
     owns_snapshot: bool = False,
-    policy: FilterPolicy = DEFAULT_FILTER_POLICY,
+    policy: FilterPolicy | None = None,
 ) -> Retriever:
     """A retriever of an index kind over an open snapshot (the service and eval use this).
 
-    ``policy`` tunes when a filtered dense search ranks exactly.
+    ``policy`` tunes when a filtered dense search ranks exactly (default:
+    :data:`~lakevec.retrieval.dense.DEFAULT_FILTER_POLICY`).
     """
     check_kind(kind, INDEX_RETRIEVERS)
     if kind == "bm25":
+        from lakevec.retrieval.bm25 import BM25Retriever
+
         return BM25Retriever(snapshot, owns_snapshot=owns_snapshot)
     if embedder is None:
         raise UsageProblem(f"retriever {kind} needs a query embedder")
+    from lakevec.retrieval.dense import DEFAULT_FILTER_POLICY, DenseRetriever
+
+    policy = policy or DEFAULT_FILTER_POLICY
     if kind == "hybrid":
+        from lakevec.retrieval.hybrid import HybridRetriever
+
         return HybridRetriever(snapshot, embedder, owns_snapshot=owns_snapshot, policy=policy)
     return DenseRetriever(snapshot, embedder, exact=kind == "exact",
                           owns_snapshot=owns_snapshot, policy=policy)
@@ -92,8 +106,13 @@ def open_retriever(
     """
     check_kind(kind)
     if kind == "jaccard":
+        from lakevec.corpus import read_corpus
+        from lakevec.retrieval.jaccard import JaccardRetriever
+
         corpus = read_corpus(corpus_path or default_corpus(root), corpus_format)
         return JaccardRetriever(corpus.rows)
+    from lakevec.index.snapshot import open_index
+
     snapshot = open_index(index_dir or default_index(root))
     try:
         embedder = query_embedder_for(snapshot, model) if needs_embedder(kind) else None

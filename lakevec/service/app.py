@@ -263,7 +263,7 @@ def vectors_search(body: SearchRequest, request: Request) -> SearchResponse:
 
 
 def replay_endpoint(body: ReplayBody, request: Request) -> ReplayResult:
-    """Run the replay pipeline once and append its row to the evidence log.
+    """Run the replay pipeline once, store its tape and append its row to the evidence log.
 
     Same engine, result and ``replay_run.v1`` row as ``lakevec replay``;
     the gateway and models are the server's configuration.
@@ -273,6 +273,7 @@ def replay_endpoint(body: ReplayBody, request: Request) -> ReplayResult:
     replay_request = ReplayRequest(
         task=body.task, local_only=body.local_only, allow_escalation=body.allow_escalation,
         no_retrieval=body.no_retrieval, dry_run=body.dry_run,
+        max_tokens=body.max_tokens, temperature=body.temperature,
     )
     with state.holder.use() as live:
         retriever = live.retriever(body.retriever)

@@ -31,7 +31,14 @@ from lakevec.service.settings import (
     MAX_QUERY_CHARS,
     MAX_SERVED_TASK_CHARS,
 )
-from lakevec.settings import DEFAULT_RETRIEVER, DEFAULT_SEARCH_K, INDEX_RETRIEVERS
+from lakevec.settings import (
+    DEFAULT_RETRIEVER,
+    DEFAULT_SEARCH_K,
+    INDEX_RETRIEVERS,
+    MAX_TEMPERATURE,
+    MAX_TOKENS,
+    TEMPERATURE,
+)
 
 FilterValue = Annotated[
     StrictStr, StringConstraints(min_length=1, max_length=MAX_FILTER_VALUE_CHARS)
@@ -188,6 +195,13 @@ class ReplayBody(_Body):
     allow_escalation: StrictBool = False
     no_retrieval: StrictBool = False
     dry_run: StrictBool = False
+    max_tokens: JsonInt = Field(
+        MAX_TOKENS, ge=1, description="max_tokens sent with each model call (the seed's 1500)"
+    )
+    temperature: float = Field(
+        TEMPERATURE, ge=0, le=MAX_TEMPERATURE,
+        description="sampling temperature sent with each model call (the seed's 0.1)",
+    )
     retriever: StrictStr = Field(
         DEFAULT_RETRIEVER, description=RETRIEVER_DOC,
         json_schema_extra={"enum": list(INDEX_RETRIEVERS)},

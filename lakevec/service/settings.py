@@ -9,12 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lakevec.errors import UsageProblem
 from lakevec.settings import (
-    API_MODES,
     DEFAULT_API,
     DEFAULT_HOST,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
+    HTTP_API_MODES,
     TOKEN_ENV,
 )
 
@@ -63,8 +63,10 @@ class ServerSettings(BaseModel):
     @field_validator("api")
     @classmethod
     def _known_api(cls, value: str) -> str:
-        if value not in API_MODES:
-            raise ValueError(f"unknown gateway api {value!r}; use one of {', '.join(API_MODES)}")
+        if value not in HTTP_API_MODES:
+            raise ValueError(
+                f"unknown gateway api {value!r}; use one of {', '.join(HTTP_API_MODES)}"
+            )
         return value
 
 

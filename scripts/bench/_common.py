@@ -42,6 +42,52 @@ def machine() -> str:
     return f"{os.cpu_count()}-core {model}, {mem_gb:.0f} GB, {platform.system()}"
 
 
+#: CPU flags that decide the embedding fast path (printed with every figure).
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+              "amx_int8")
+
+
+def cpu_line() -> str:
+    """The CPU model and which of :data:`SIMD_FLAGS` it has (what fast paths exist)."""
+    from lakevec.embed.precision import cpu_flags
+
+    flags = cpu_flags()
+    have = [f for f in SIMD_FLAGS if f in flags]
+    missing = [f for f in SIMD_FLAGS if f not in flags]
+    return f"{machine()}; flags: {' '.join(have) or '-'}; without: {' '.join(missing) or '-'}"
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (the machine is shared)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def playbook_root(root: Path, source: Path = CORPUS_53K) -> Path:
+    """``root``/exports/rag/playbooks.jsonl made from a BEIR corpus (once), for the seed.
+
+    The seed reads playbook records only; each BEIR document becomes the record
+    lakevec's own BEIR reader makes of it (``lakevec.corpus._from_beir``), so both
+    sides rank the same records.
+    """
+    target = root / "exports" / "rag" / "playbooks.jsonl"
+    if target.is_file():
+        return root
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    with source.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as out:
+        for line in src:
+            doc = json.loads(line)
+            meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+            out.write(json.dumps({
+                "id": doc["_id"], "title": doc.get("title") or "", "content": doc["text"],
+                "tags": meta.get("tags") or [], "source_run_id": "",
+                "success_score": meta.get("success_score", "accepted"),
+                "source_category": meta.get("source_category", "beir"),
+            }, ensure_ascii=False) + "\n")
+    tmp.replace(target)
+    return root
+
+
 def pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 

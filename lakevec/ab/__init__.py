@@ -1,0 +1,1 @@
+"""A/B experiments: runs tagged with an experiment id, and their statistics."""
