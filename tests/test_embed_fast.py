@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lakevec.corpus import read_corpus
+from lakevec.embed.auto import AutoEmbedder
 from lakevec.embed.base import Embedder, encode_in_chunks
 from lakevec.embed.hashing import HashEmbedder
 from lakevec.embed.loader import load_embedder
@@ -19,6 +20,7 @@ from lakevec.errors import UsageProblem
 from lakevec.index.build import build_index
 from lakevec.index.manifest import IndexManifest
 from lakevec.index.snapshot import open_index
+from lakevec.settings import CACHE_DIR_ENV
 from tests.conftest import SHARED_DATA, record, write_jsonl
 
 AMD_FLAGS = "fpu vme avx2 avx512f avx512bw avx512_bf16 avx512_vnni"
@@ -51,11 +53,19 @@ def test_resolve_precision_rejects_unknown() -> None:
         resolve_precision("fp16", [])
 
 
-def test_load_embedder_threads_precision_without_loading_weights() -> None:
+def test_load_embedder_threads_precision_without_loading_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     emb = load_embedder(None, precision="fp32")
     assert isinstance(emb, SentenceTransformerEmbedder)
     assert emb.precision == "fp32" and not emb.loaded
-    assert load_embedder(None, precision="auto").precision == resolve_precision("auto")
+    # auto decides per call by measurement; before any calibration on this
+    # machine (an empty cache here) a large call would use the CPU-flag guess.
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
+    auto = load_embedder(None, precision="auto")
+    assert isinstance(auto, AutoEmbedder) and not auto.sentence.loaded
+    assert auto.precision == resolve_precision("auto")
+    assert load_embedder(None, precision="int8").precision == "int8"
 
 
 @pytest.mark.parametrize("mode", ["global", "chunk", "off"])

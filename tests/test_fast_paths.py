@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -154,6 +155,9 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeOnnx
     made = {"onnx-fp32": FakeOnnx("fp32", 0.99998), "onnx-int8": FakeOnnx("int8", 0.985)}
     monkeypatch.setattr(auto_mod, "open_export", lambda *a, **k: made["onnx-fp32"])
     monkeypatch.setattr(auto_mod, "open_int8", lambda *a, **k: made["onnx-int8"])
+    # The export's recorded dimension (so that no model is loaded to learn it).
+    info = SimpleNamespace(dimension=384)
+    monkeypatch.setattr(auto_mod, "read_export_info", lambda *a, **k: info)
     return made
 
 
@@ -195,6 +199,7 @@ def test_the_manifest_records_backend_precision_and_verified_cosine(
     emb = AutoEmbedder()
     emb.fingerprint = HashEmbedder(384).fingerprint
     build_index(corpus, tmp_path / "idx", emb)
+    assert not emb.sentence.loaded
     with open_index(tmp_path / "idx") as snap:
         info = snap.manifest.build
         assert (info.backend, info.precision, info.encoder_min_cosine) == ("onnx", "fp32",

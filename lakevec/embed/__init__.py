@@ -15,12 +15,14 @@ Import from the concrete submodules (this package re-exports nothing):
 - :mod:`lakevec.embed.loader`    :func:`load_embedder`, :func:`load_query_embedder`
 - :mod:`lakevec.embed.ray_embed` :class:`RayEmbedder`: ``encode`` on a Ray cluster (``--ray``)
 - :mod:`lakevec.embed.ray_cluster` importing Ray, connecting, keeping its console output quiet
+- :mod:`lakevec.embed.ray_actor`   the embedding actor on the nodes, and the backend it uses
 
 Imports only point down, with no cycle even counting function-level imports:
 base and precision at the bottom; hashing → base; models → hashing;
 sentence → base, models, precision; onnx → base (the torch embedder is only a
 type there); onnx_quant → onnx; calibrate → base, precision; auto → calibrate, onnx,
-onnx_quant, sentence (onnx_export lazily); loader → everything; ray_embed → base, ray_cluster
-(and loader, inside the actor only). A build exports the query model with
-``lakevec.embed.onnx_export.ensure_export(embedder)`` for a SentenceTransformerEmbedder.
+onnx_quant, sentence (onnx_export lazily); loader → everything; ray_embed → base, ray_cluster,
+ray_actor; ray_actor → auto, calibrate, sentence (and loader, inside a function).
+A build exports the query model with ``lakevec.embed.onnx_export.ensure_export(embedder)``
+for a SentenceTransformerEmbedder.
 """

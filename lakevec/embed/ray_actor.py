@@ -21,6 +21,8 @@ from lakevec.embed.base import Embedder, verified_cosine
 from lakevec.embed.calibrate import CANDIDATES
 from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.errors import ClusterError, ModelMismatchError
+from lakevec.locks import exclusive_lock
+from lakevec.settings import RAY_ACTOR_START_TIMEOUT, cache_root
 
 
 def candidate_for(local: Embedder) -> str | None:
@@ -54,10 +56,15 @@ def actor_embedder(spec: str, candidate: str | None) -> Embedder:
     backend, precision = CANDIDATES[candidate]
     if backend == "sentence-transformers":
         return load_embedder(spec, precision=precision)
-    auto = AutoEmbedder(spec, force=candidate)
     from lakevec.embed.onnx_export import ensure_export
 
-    ensure_export(auto.sentence)  # ONNX backends need this node's verified export
+    auto = AutoEmbedder(spec, force=candidate)
+    # ONNX backends need this node's verified export (and int8 its quantized copy).
+    # The actors of one node share its cache: one prepares them, the others wait.
+    lock = cache_root() / "ray" / f"prepare-{auto.fingerprint}.lock"
+    with exclusive_lock(lock, timeout=RAY_ACTOR_START_TIMEOUT, what="an embedding actor"):
+        ensure_export(auto.sentence)
+        auto.encode(["warm-up"])  # creates the int8 model if it is missing
     return auto
 
 
