@@ -173,8 +173,7 @@ def _run(session: AbSession, total: int) -> bool:
     from tqdm import tqdm
 
     passed = {"n": 0}
-    with tqdm(total=total, unit="run", file=sys.stderr, disable=not sys.stderr.isatty(),
-              dynamic_ncols=True) as bar:
+    with tqdm(total=total, unit="run", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
 
         def on_run(outcome: RunOutcome) -> None:
             passed["n"] += outcome.passed
