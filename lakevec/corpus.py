@@ -19,17 +19,24 @@ whatever they hold (huge integers included).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
-from lakevec import jsonsafe
-from lakevec.errors import CorpusError, JsonTooDeep
+from lakevec.errors import CorpusError
+from lakevec.lines import (
+    JSON_TYPES,
+    MAX_LINE_BYTES,
+    LineProblem,
+    LineScan,
+    clean_reason,
+    decode_line,
+    line_digest,
+    open_corpus,
+)
 
 CorpusFormat = Literal["auto", "playbooks", "beir"]
 
@@ -78,19 +85,7 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-#: Deepest nesting a line may have. A record needs 2 levels (object, tags);
-#: the limit is fixed rather than left to the JSON parser's recursion limit,
-#: which depends on how deep the caller's stack already is, so whether a line
-#: is read never depends on who reads it.
-MAX_NESTING = 100
-#: Longest line read (bytes, newline excluded); a longer one is skipped while
-#: streaming past it, so one runaway line cannot exhaust memory.
-MAX_LINE_BYTES = 16 * 1024 * 1024
-
-_BOM = b"\xef\xbb\xbf"
-_SKIP_CHUNK = 1 << 20
 _SHOWN = 3  # problems / ids / line numbers quoted in a message before "(+N more)"
-_REASON_CHARS = 300
 _KEPT_FIELDS: tuple[str, ...] = tuple(PlaybookRecord.model_fields)
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
 
@@ -126,6 +121,8 @@ class Corpus:
     # Every valid line in file order, duplicates included: the seed's Jaccard
     # scan sees them all, so its bundle can only be reproduced from these.
     rows: list[PlaybookRecord] = field(default_factory=list)
+    # id -> digest of the line its record came from (:func:`line_digest`).
+    line_digests: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
     lines: int = 0
     bytes: int = 0
@@ -179,24 +176,6 @@ def _line_list(lines: tuple[int, ...]) -> str:
     return f"{first} … {lines[-1]} (+{len(lines) - _SHOWN - 1:,} more)"
 
 
-class _LineProblem(Exception):
-    """Why a line is skipped; raised and caught inside this module only."""
-
-
-class _HugeInt:
-    """An integer too long for ``int()``: ignored in unknown keys, invalid in record fields."""
-
-
-def _parse_int(literal: str) -> int | _HugeInt:
-    try:
-        return int(literal)
-    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
-        return _HugeInt()
-
-
-_JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-
-
 def _check_surrogates(data: dict[str, Any]) -> None:
     # A lone surrogate (from a "\ud800" escape) cannot be encoded as UTF-8, so
     # it would crash the embedder, BM25 or the JSON writers later. The line is
@@ -209,7 +188,7 @@ def _check_surrogates(data: dict[str, Any]) -> None:
         for item in values:
             if isinstance(item, str) and (found := _SURROGATE.search(item)):
                 code = f"\\u{ord(found.group()):04x}"
-                raise _LineProblem(f"contains a lone surrogate ({code}) in field {name}")
+                raise LineProblem(f"contains a lone surrogate ({code}) in field {name}")
 
 
 def _pydantic_reason(exc: ValidationError) -> str:
@@ -240,64 +219,54 @@ def _detect(obj: dict[str, Any]) -> Literal["playbooks", "beir"]:
     return "beir" if "_id" in obj and "text" in obj and "id" not in obj else "playbooks"
 
 
-def _decode(raw: bytes) -> Any:
-    """The JSON value on one (non-blank) line; raises :class:`_LineProblem`."""
-    nul = raw.find(b"\x00")
-    if nul >= 0:
-        hint = "JSON text has none; is the file UTF-16?"
-        raise _LineProblem(f"contains a NUL byte at byte {nul + 1} ({hint})")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _LineProblem(f"not UTF-8 ({exc.reason} at byte {exc.start + 1})") from None
-    try:
-        return jsonsafe.loads(text, max_nesting=MAX_NESTING, parse_int=_parse_int)
-    except JsonTooDeep as exc:
-        raise _LineProblem(str(exc)) from None
-    except json.JSONDecodeError as exc:
-        raise _LineProblem(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
-    except ValueError as exc:  # NaN/Infinity and any other literal json rejects
-        raise _LineProblem(f"malformed JSON ({exc})") from None
+class LineParser:
+    """Turns one corpus line into a record; the corpus format is fixed by the first object."""
+
+    def __init__(self, fmt: CorpusFormat, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self.resolved: Literal["playbooks", "beir"] | None = None if fmt == "auto" else fmt
+        self.max_line_bytes = max_line_bytes
+
+    def parse(self, raw: bytes | int) -> PlaybookRecord | str:
+        """The record on a non-blank line, or why it is skipped (a printable reason)."""
+        try:
+            if isinstance(raw, int):
+                raise LineProblem(f"longer than {self.max_line_bytes:,} bytes ({raw:,})")
+            obj = decode_line(raw)
+            if not isinstance(obj, dict):
+                raise LineProblem(
+                    f"expected a JSON object, got {JSON_TYPES.get(type(obj), 'a number')}"
+                )
+            if self.resolved is None:
+                self.resolved = _detect(obj)
+            data = _from_beir(obj) if self.resolved == "beir" else obj
+            _check_surrogates(data)
+            try:
+                return PlaybookRecord.model_validate(data)
+            except ValidationError as exc:
+                raise LineProblem(_pydantic_reason(exc)) from None
+        except LineProblem as exc:
+            return clean_reason(str(exc))
 
 
-def _read_lines(
-    handle: BinaryIO, digest: Any, max_line_bytes: int
-) -> Iterator[tuple[int, bytes | int]]:
-    """``(line_number, raw_line)``, or ``(line_number, length)`` for a line over the limit,
-    which is streamed past in chunks, never held whole. Every byte goes through ``digest``."""
-    lineno = 0
-    while chunk := handle.readline(max_line_bytes + 1):
-        lineno += 1
-        digest.update(chunk)
-        if len(chunk) <= max_line_bytes or chunk.endswith(b"\n"):
-            yield lineno, chunk
-            continue
-        length = len(chunk)
-        while chunk := handle.readline(_SKIP_CHUNK):
-            digest.update(chunk)
-            length += len(chunk)
-            if chunk.endswith(b"\n"):
-                length -= 1
-                break
-        yield lineno, length
+def corpus_file(path: str | Path) -> Path:
+    """The JSONL file behind ``path`` (a BEIR directory means its corpus.jsonl)."""
+    path = Path(path)
+    if path.is_dir():
+        beir = path / "corpus.jsonl"
+        if not beir.is_file():
+            raise CorpusError(f"{path} is a directory without corpus.jsonl — pass the JSONL file")
+        path = beir
+    return path
 
 
-def _open(path: Path) -> BinaryIO:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise CorpusError(
-            f"corpus file not found: {path} — pass --corpus PATH, or --root/"
-            "$LH_DISTILL_ROOT pointing at the directory that holds exports/rag/playbooks.jsonl"
-        ) from None
-    except OSError as exc:
-        raise CorpusError(f"cannot read corpus {path}: {exc.strerror}") from exc
+def strict_error(path: Path, lineno: int, reason: str) -> CorpusError:
+    return CorpusError(f"{path}: line {lineno}: {reason} — fix the line or drop --strict to "
+                       "skip it")
 
 
-def _clean(reason: str) -> str:
-    """A reason that is safe to print and to put in JSON: UTF-8 encodable and bounded."""
-    reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
-    return reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 3] + "..."
+def empty_error(path: Path, problems: list[CorpusProblem]) -> CorpusError:
+    detail = f" ({len(problems):,} bad line(s): {problems[0]})" if problems else ""
+    return CorpusError(f"corpus {path} has no valid records{detail} — export playbooks to it first")
 
 
 def read_corpus(
@@ -317,68 +286,40 @@ def read_corpus(
     when the file is missing or unreadable, or holds no valid record (unless
     ``allow_empty``).
     """
-    path = Path(path)
-    if path.is_dir():
-        beir = path / "corpus.jsonl"
-        if not beir.is_file():
-            raise CorpusError(f"{path} is a directory without corpus.jsonl — pass the JSONL file")
-        path = beir
-    digest = hashlib.sha256()
+    path = corpus_file(path)
     records: dict[str, PlaybookRecord] = {}
+    digests: dict[str, str] = {}
     rows: list[PlaybookRecord] = []
     seen_lines: dict[str, list[int]] = {}
     problems: list[CorpusProblem] = []
-    resolved: Literal["playbooks", "beir"] | None = None if fmt == "auto" else fmt
-    lines = 0
-    with _open(path) as handle:
-        for lineno, raw in _read_lines(handle, digest, max_line_bytes):
-            lines = lineno
-            if isinstance(raw, bytes):
-                raw = raw.removeprefix(_BOM) if lineno == 1 else raw
-                if not raw.strip():
-                    continue
-            try:
-                if isinstance(raw, int):
-                    raise _LineProblem(f"longer than {max_line_bytes:,} bytes ({raw:,})")
-                obj = _decode(raw)
-                if not isinstance(obj, dict):
-                    raise _LineProblem(
-                        f"expected a JSON object, got {_JSON_TYPES.get(type(obj), 'a number')}"
-                    )
-                if resolved is None:
-                    resolved = _detect(obj)
-                data = _from_beir(obj) if resolved == "beir" else obj
-                _check_surrogates(data)
-                try:
-                    rec = PlaybookRecord.model_validate(data)
-                except ValidationError as exc:
-                    raise _LineProblem(_pydantic_reason(exc)) from None
-            except _LineProblem as exc:
-                reason = _clean(str(exc))
+    parser = LineParser(fmt, max_line_bytes)
+    with open_corpus(path) as handle:
+        scan = LineScan(handle, max_line_bytes)
+        for lineno, raw in scan:
+            rec = parser.parse(raw)
+            if isinstance(rec, str):
                 if strict:
-                    fix = "fix the line or drop --strict to skip it"
-                    raise CorpusError(f"{path}: line {lineno}: {reason} — {fix}") from None
-                problems.append(CorpusProblem(lineno, reason))
+                    raise strict_error(path, lineno, rec)
+                problems.append(CorpusProblem(lineno, rec))
                 continue
             records.pop(rec.id, None)  # last wins, and moves to the end
             records[rec.id] = rec
+            digests[rec.id] = line_digest(raw) if isinstance(raw, bytes) else ""
             rows.append(rec)
             seen_lines.setdefault(rec.id, []).append(lineno)
         size = handle.tell()
     duplicates = [DuplicateId(i, tuple(ls)) for i, ls in seen_lines.items() if len(ls) > 1]
     if not records and not allow_empty:
-        detail = f" ({len(problems):,} bad line(s): {problems[0]})" if problems else ""
-        raise CorpusError(
-            f"corpus {path} has no valid records{detail} — export playbooks to it first"
-        )
+        raise empty_error(path, problems)
     return Corpus(
         path=path,
-        format=resolved or "playbooks",
+        format=parser.resolved or "playbooks",
         records=records,
         problems=problems,
         duplicates=duplicates,
         rows=rows,
-        sha256=digest.hexdigest(),
-        lines=lines,
+        line_digests=digests,
+        sha256=scan.digest.hexdigest(),
+        lines=scan.lines,
         bytes=size,
     )

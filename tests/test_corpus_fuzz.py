@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 from pathlib import Path
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from lakevec.corpus import Corpus, read_corpus
 from lakevec.errors import CorpusError
+from lakevec.lines import read_raw_lines
 
 KEPT_FIELDS = [
     "id",
@@ -164,3 +167,27 @@ def test_fuzz_corpus_lines_never_raise(
         first = corpus.problems[0].line
         with pytest.raises(CorpusError, match=rf": line {first}: .* drop --strict"):
             read_corpus(path, strict=True)
+
+
+def _split_reference(data: bytes, limit: int) -> list[tuple[int, bytes | int]]:
+    """What the block reader must yield: lines split at ``\\n``, over-long ones as lengths."""
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    return [(i, len(p) if len(p) > limit else p) for i, p in enumerate(parts, start=1)]
+
+
+@settings(max_examples=500, derandomize=True, deadline=None, database=None)
+@given(
+    data=st.binary(max_size=60).map(lambda b: bytes(b"ab\n\r"[x % 4] for x in b)),
+    limit=st.integers(0, 9),
+    block=st.integers(1, 12),
+)
+def test_fuzz_block_reader_equals_splitting_at_newlines(
+    data: bytes, limit: int, block: int
+) -> None:
+    """Lines that straddle blocks, over-long lines, CR, no final newline: same as a split."""
+    digest = hashlib.sha256()
+    got = list(read_raw_lines(io.BytesIO(data), digest, limit, block))
+    assert got == _split_reference(data, limit)
+    assert digest.digest() == hashlib.sha256(data).digest()  # every byte hashed once

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from lakevec.corpus import MAX_NESTING, DuplicateId, read_corpus
+from lakevec.corpus import DuplicateId, read_corpus
 from lakevec.errors import CorpusError
+from lakevec.lines import MAX_NESTING
 
 KEPT_FIELDS = [
     "id",

@@ -36,6 +36,7 @@ from lakevec.index.build import build_index
 from lakevec.index.lexical import STOPWORDS_EN, BM25Index
 from lakevec.index.snapshot import open_index
 from lakevec.settings import CACHE_DIR_ENV, MIN_COSINE_BY_PRECISION
+from lakevec.topk import top_k
 from tests.conftest import REPO, SAMPLE_CORPUS, record, write_jsonl
 
 # ─── the chooser ─────────────────────────────────────────────────────────────
@@ -218,34 +219,95 @@ def test_vendored_stop_words_are_bm25s_own() -> None:
     assert frozenset(BM25S_EN) == STOPWORDS_EN
 
 
-def _bm25s_reference(index: BM25Index, query: str) -> np.ndarray:
-    """bm25s's own scores for ``query`` (its tokenizer and get_scores)."""
-    tokenizer, model = index._built  # type: ignore[misc]
+def _bm25s_model(texts: list[str]) -> tuple[Any, Any]:
+    """bm25s's own tokenizer and index over ``texts`` (the reference lakevec must match)."""
+    import bm25s
+    import Stemmer
+    from bm25s.tokenization import Tokenized, Tokenizer
+
+    stem = Stemmer.Stemmer("english").stemWord
+    tokenizer = Tokenizer(lower=True, stopwords=sorted(STOPWORDS_EN), stemmer=stem)
+    ids = tokenizer.tokenize(texts, update_vocab=True, return_as="ids", show_progress=False)
+    model = bm25s.BM25(k1=1.5, b=0.75)
+    model.index(Tokenized(ids=ids, vocab=tokenizer.get_vocab_dict()), show_progress=False)
+    return tokenizer, model
+
+
+def _bm25s_scores(tokenizer: Any, model: Any, query: str, n: int) -> np.ndarray:
     ids = tokenizer.tokenize([query], update_vocab=False, return_as="ids", show_progress=False)[0]
     empty = tokenizer.word_to_id.get("")
     ids = [i for i in ids if i != empty]
-    if not ids:
-        return np.zeros(len(index), dtype=np.float32)
-    return np.asarray(model.get_scores(ids))
+    return np.asarray(model.get_scores(ids)) if ids else np.zeros(n, dtype=np.float32)
 
 
-def test_bm25_scores_are_bm25s_scores_exactly(tmp_path: Path) -> None:
+BM25_QUERIES = [
+    "rotate the TLS certificate without downtime", "Verify the checksums!", "the and of",
+    "gateway gateway gateways", "résumé naïve 東京", "", "x",
+]
+
+
+def test_bm25_scores_are_bm25s_scores(tmp_path: Path) -> None:
     records = read_corpus(SAMPLE_CORPUS).rows
     texts = [keyword_text(r) for r in records]
+    tokenizer, model = _bm25s_model(texts)
     built = BM25Index(texts)
     built.save(tmp_path / "bm25")
     loaded = BM25Index.load(tmp_path / "bm25", documents=len(texts))
-    queries = [
-        "rotate the TLS certificate without downtime", "Verify the checksums!", "the and of",
-        "gateway gateway gateways", "résumé naïve 東京", "", "x", *[r.title for r in records[:20]],
-    ]
-    for q in queries:
-        want = _bm25s_reference(built, q)
-        # Same scores, bit for bit: rankings (lakevec's own top_k over them) are bm25s's.
-        np.testing.assert_array_equal(loaded.scores(loaded._query_ids([q])[0]), want)
-        np.testing.assert_array_equal(built.scores(built._query_ids([q])[0]), want)
+    for q in [*BM25_QUERIES, *[r.title for r in records[:20]]]:
+        want = _bm25s_scores(tokenizer, model, q, len(texts))
+        # Weights are computed at query time from counts: equal to float32 rounding.
+        for index in (built, loaded):
+            got = index.scores(index._query_ids([q])[0])
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
         rows, scores = loaded.search_rows([q], 8)[0]
-        assert all(want[r] == np.float32(s) > 0 for r, s in zip(rows, scores, strict=True))
+        assert all(want[r] > 0 for r in rows)
+        want_top = top_k(np.asarray(want, dtype=np.float64), 8, positive_only=True)[0]
+        assert sorted(rows.tolist()) == sorted(want_top.tolist())
+
+
+def test_format_1_bm25_indexes_are_still_read_bit_for_bit(tmp_path: Path) -> None:
+    """Snapshots of lakevec 0.2 stored bm25s's weight matrix; they keep working."""
+    records = read_corpus(SAMPLE_CORPUS).rows
+    texts = [keyword_text(r) for r in records]
+    tokenizer, model = _bm25s_model(texts)
+    model.save(str(tmp_path / "bm25"))
+    tokenizer.save_vocab(str(tmp_path / "bm25"))
+    (tmp_path / "bm25" / "lakevec-bm25.json").write_text(json.dumps({
+        "format": 1, "documents": len(texts), "stemmer": "english", "stopwords": "en",
+        "k1": 1.5, "b": 0.75,
+    }))
+    legacy = BM25Index.load(tmp_path / "bm25", documents=len(texts))
+    for q in BM25_QUERIES:
+        want = _bm25s_scores(tokenizer, model, q, len(texts))
+        np.testing.assert_array_equal(legacy.scores(legacy._query_ids([q])[0]), want)
+    with pytest.raises(ValueError, match="cannot be updated"):
+        legacy.updated(np.arange(len(texts), dtype=np.int64), len(texts), {})
+
+
+def test_bm25_update_equals_a_build_from_scratch() -> None:
+    texts = [keyword_text(r) for r in read_corpus(SAMPLE_CORPUS).rows]
+    old = BM25Index(texts)
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n = len(texts)
+        dropped = set(rng.choice(n, int(rng.integers(0, 6)), replace=False).tolist())
+        kept = [i for i in range(n) if i not in dropped]
+        remap = np.full(n, -1, dtype=np.int64)
+        remap[kept] = np.arange(len(kept))
+        new_texts = [texts[i] for i in kept]
+        changes: dict[int, str] = {}
+        for row in rng.choice(len(kept), 2, replace=False).tolist():  # changed in place
+            remap[kept[row]] = -1
+            changes[row] = new_texts[row] = f"{new_texts[row]} zebra{row} quokka"
+        for j in range(int(rng.integers(0, 4))):  # appended
+            changes[len(new_texts)] = f"brand new runbook {j} for unicorn{j} pods"
+            new_texts.append(changes[len(new_texts)])
+        merged = old.updated(remap, len(new_texts), changes)
+        scratch = BM25Index(new_texts)
+        assert merged.postings.terms == scratch.postings.terms
+        for name, array in scratch.postings.arrays().items():
+            np.testing.assert_array_equal(merged.postings.arrays()[name], array, err_msg=name)
+        texts, old = new_texts, merged
 
 
 def test_the_bm25_query_path_imports_neither_bm25s_nor_scipy(tmp_path: Path) -> None:
@@ -394,11 +456,13 @@ def test_open_index_hashes_each_unchanged_file_once(
 
     monkeypatch.setattr(layout, "sha256_file", counting)
     open_index(tmp_path / "idx").close()
+    assert hashed == []  # the build remembered the digests it computed
+    open_index(tmp_path / "idx", rehash=True).close()  # status --verify
     first = len(hashed)
-    assert first >= 5
+    assert first >= 7  # core files, positions, row keys and the BM25 files
     open_index(tmp_path / "idx").close()
     assert len(hashed) == first  # nothing rehashed: stats and digests unchanged
-    open_index(tmp_path / "idx", rehash=True).close()  # status --verify
+    open_index(tmp_path / "idx", rehash=True).close()
     assert len(hashed) == 2 * first
     with open_index(tmp_path / "idx") as snap:
         vectors = snap.path / "vectors.npy"

@@ -13,7 +13,7 @@ from lakevec.embed.hashing import HashEmbedder
 from lakevec.errors import IndexCorruptError, IndexMissingError, ModelMismatchError
 from lakevec.index.build import build_index
 from lakevec.index.layout import CURRENT_FILE, current_snapshot_dir, verify_files
-from lakevec.index.manifest import DATA_FILES, HnswParams, IndexManifest
+from lakevec.index.manifest import DATA_FILES, ROW_FILES, HnswParams, IndexManifest
 from lakevec.index.snapshot import check_model, open_index
 from lakevec.retrieval.dense import DenseRetriever
 from tests.conftest import record
@@ -50,7 +50,8 @@ def test_build_writes_a_complete_verified_snapshot(built: Path) -> None:
     }
     # The core files plus the BM25 index the build stored with the snapshot.
     bm25 = {name for name in manifest.files if name.startswith("bm25/")}
-    assert set(manifest.files) == set(DATA_FILES) | bm25
+    assert set(manifest.files) == set(DATA_FILES) | set(ROW_FILES) | bm25
+    assert manifest.format_version == 2 and manifest.required_files == DATA_FILES + ROW_FILES
     assert "bm25/lakevec-bm25.json" in bm25 and manifest.has_bm25
     on_disk = {p.relative_to(snap).as_posix() for p in (snap / "bm25").rglob("*") if p.is_file()}
     assert on_disk == bm25

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from lakevec.index.layout import current_snapshot_dir, verify_files
-from lakevec.index.manifest import DATA_FILES, read_manifest
+from lakevec.index.manifest import DATA_FILES, ROW_FILES, read_manifest
 from lakevec.index.snapshot import open_index
 from lakevec.index.status import index_status
 from lakevec.retrieval.filters import SearchFilters
@@ -61,7 +61,7 @@ def test_build_stores_bm25_in_the_snapshot_and_lists_it(built: tuple[Path, Path]
     )
     assert "bm25/lakevec-bm25.json" in bm25_files
     assert manifest.has_bm25
-    assert sorted(manifest.files) == sorted([*DATA_FILES, *bm25_files])
+    assert sorted(manifest.files) == sorted([*DATA_FILES, *ROW_FILES, *bm25_files])
     verify_files(snap, manifest)  # sizes and sha256 of every listed file, bm25 included
 
 

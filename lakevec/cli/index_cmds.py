@@ -239,7 +239,9 @@ def reindex_cmd(
     Incremental, locked and crash-safe like build-index, with no progress
     output. stdout: nothing when nothing changed, otherwise exactly one JSON
     line (added, updated, metadata_updated, deleted, unchanged, embedded,
-    skipped_lines, seconds, version, snapshot, finished_at). stderr: corpus
+    skipped_lines, seconds, version, snapshot, finished_at, and path: "small"
+    when only new corpus lines were parsed and changed rows written, "general"
+    when the whole corpus was read and the snapshot rewritten). stderr: corpus
     lines skipped that no earlier build reported (each is reported once), and
     a warning when a damaged live snapshot was rebuilt. On failure: exit 1
     (2 for bad flags) and a one-line error on stderr. With --ray, Ray's own

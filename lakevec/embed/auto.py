@@ -120,6 +120,10 @@ class AutoEmbedder:
         self._cosine = self._verified_cosine(name)
         return vectors
 
+    def release(self) -> None:
+        """Drop the ONNX sessions (~150 MB for MiniLM); they reopen on the next call."""
+        self._onnx.clear()
+
     def _verified_cosine(self, name: str) -> float | None:
         if name == BASELINE:
             return 1.0

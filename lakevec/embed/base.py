@@ -72,6 +72,19 @@ class VerifiedEncoder(Protocol):
         ...
 
 
+@runtime_checkable
+class Releasable(Protocol):
+    """An embedder that can drop its loaded weights (loaded again on the next call)."""
+
+    def release(self) -> None: ...
+
+
+def release_weights(embedder: object) -> None:
+    """Free an embedder's weights if it can: a small reindex needs them only briefly."""
+    if isinstance(embedder, Releasable):
+        embedder.release()
+
+
 def verified_cosine(embedder: object) -> float | None:
     """The embedder's verified min cosine to fp32, or None when it does not say."""
     return embedder.equivalence_cosine if isinstance(embedder, VerifiedEncoder) else None

@@ -14,7 +14,6 @@ reaches it (the crash tests pause a builder there and kill it).
 from __future__ import annotations
 
 import os
-import platform
 import secrets
 import time
 from collections.abc import Callable
@@ -25,29 +24,36 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from lakevec import __version__
-from lakevec.clock import SYSTEM_CLOCK, Clock, iso_ms
+from lakevec.clock import SYSTEM_CLOCK, Clock
 from lakevec.corpus import Corpus, embed_text
-from lakevec.embed.base import Embedder, Vectors, verified_cosine
+from lakevec.embed.base import Embedder, Vectors
 from lakevec.errors import IndexCorruptError, UsageProblem
-from lakevec.files import TMP_PREFIX, fsync_path, sha256_file, write_atomic
-from lakevec.index.graph import HnswGraph, hnswlib_version
-from lakevec.index.layout import CURRENT_FILE, LOCK_FILE, clean_leftovers, last_version
+from lakevec.files import TMP_PREFIX, fsync_path
+from lakevec.index.graph import HnswGraph
+from lakevec.index.layout import (
+    CURRENT_FILE,
+    LOCK_FILE,
+    clean_leftovers,
+)
 from lakevec.index.lexical import bm25_of_records
 from lakevec.index.manifest import (
     BM25_DIR,
-    MANIFEST_FILE,
-    BuildInfo,
     CorpusInfo,
     Counts,
-    FileInfo,
     HnswParams,
     IndexManifest,
     ModelInfo,
 )
 from lakevec.index.plan import Plan, plan_changes
-from lakevec.index.snapshot import IndexSnapshot, check_model, open_index
-from lakevec.index.writer import publish, save_npy, snapshot_files, write_bm25, write_records
+from lakevec.index.rowkeys import RowKeys
+from lakevec.index.snapshot import POSITIONS_FILE, IndexSnapshot, check_model, open_index
+from lakevec.index.writer import (
+    save_npy,
+    seal_snapshot,
+    write_bm25,
+    write_records,
+    write_rowkeys,
+)
 from lakevec.locks import exclusive_lock
 from lakevec.settings import DEFAULT_KEEP, DEFAULT_LOCK_TIMEOUT, DEFAULT_REBUILD_THRESHOLD
 
@@ -83,6 +89,9 @@ class BuildReport:
     summary: str = ""
     # Why the live snapshot could not be built upon (it was rebuilt instead).
     repaired: str | None = None
+    # "small": only new corpus lines parsed and changed rows written
+    # (lakevec.index.delta); "general": the whole corpus read and rewritten.
+    path: Literal["small", "general"] = "general"
 
     @property
     def records_per_s(self) -> float:
@@ -110,6 +119,7 @@ class BuildReport:
             "skipped_lines": self.skipped_lines,
             "duplicate_ids": self.duplicate_ids,
             "repaired": self.repaired,
+            "path": self.path,
         }
 
 
@@ -264,46 +274,22 @@ def _build_locked(
     save_npy(tmp / "vectors.npy", vectors)
     phase("write")
     save_npy(tmp / "labels.npy", labels)
-    offsets = write_records(tmp / "records.jsonl", records, labels.tolist(), hashes,
-                            order.tolist())
+    save_npy(tmp / POSITIONS_FILE, order.astype(np.int64))
+    offsets = write_records(tmp / "records.jsonl", records, labels.tolist(), hashes)
     save_npy(tmp / "offsets.npy", offsets)
+    write_rowkeys(tmp, RowKeys(corpus_format=corpus.format, ids=[r.id for r in records],
+                               lines=[corpus.line_digests.get(r.id, "") for r in records]))
     write_bm25(tmp / BM25_DIR, bm25_of_records(records))
-    files = {
-        name: FileInfo(sha256=sha256_file(tmp / name), bytes=(tmp / name).stat().st_size)
-        for name in snapshot_files(tmp)
-    }
-    version = (prev_m.version if prev_m else last_version(index_dir)) + 1
-    snapshot = f"v{version:06d}"
-    manifest = IndexManifest(
-        version=version,
-        snapshot=snapshot,
-        model=model,
-        hnsw=params,
-        counts=counts,
+    manifest = seal_snapshot(
+        tmp, index_dir, prev_m, emb, model=model, params=params, counts=counts,
         corpus=CorpusInfo(path=str(corpus.path), format=corpus.format, sha256=corpus.sha256,
                           bytes=corpus.bytes, lines=corpus.lines),
-        build=BuildInfo(
-            built_at=iso_ms(clock.now()),
-            seconds=round(time.perf_counter() - t0, 3),
-            mode="full" if previous is None else "incremental",
-            embedded=len(todo),
-            graph_rebuilt=rebuilt,
-            precision=emb.precision if todo else None,
-            backend=emb.backend if todo else None,
-            encoder_min_cosine=verified_cosine(emb) if todo else None,
-            lakevec_version=__version__,
-            python=platform.python_version(),
-            hnswlib=hnswlib_version(),
-        ),
-        files=files,
+        embedded=len(todo), rebuilt=rebuilt, keep=keep, clock=clock, phase=phase, t0=t0,
     )
-    write_atomic(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
-    fsync_path(tmp)
-    publish(index_dir, tmp, snapshot, keep, phase)
     return replace(
         report,
-        snapshot=snapshot,
-        version=version,
+        snapshot=manifest.snapshot,
+        version=manifest.version,
         changed=True,
         mode=manifest.build.mode,
         embedded=len(todo),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lakevec.errors import IndexCorruptError, IndexMissingError
 from lakevec.files import TMP_PREFIX, sha256_file, write_atomic
-from lakevec.index.manifest import DATA_FILES, REBUILD_HINT, IndexManifest
+from lakevec.index.manifest import REBUILD_HINT, IndexManifest
 from lakevec.index.verified import VerifiedFiles
 
 CURRENT_FILE = "CURRENT"
@@ -89,7 +89,8 @@ def verify_files(
     hashed again unless ``rehash``.
     """
     skip_sha = set(sizes_only)
-    wanted = list(names) if names is not None else sorted({*DATA_FILES, *manifest.files})
+    every = {*manifest.required_files, *manifest.files}
+    wanted = list(names) if names is not None else sorted(every)
     fix = f"{REBUILD_HINT} to rebuild it"
     known = VerifiedFiles(snapshot_dir) if checksums else None
     for name in wanted:

@@ -1,47 +1,47 @@
 """The BM25 index of a snapshot's record store, built with the snapshot.
 
-The scoring is bm25s's (Lucene variant, k1=1.5, b=0.75); this module picks
-the tokenisation and turns score vectors into ranked rows. Records are scored
-on title, content and tags (the text the seed's Jaccard sees). Tokenisation
-was chosen by measurement on the three eval sets (docs/EVAL.md): English stop
-words removed and Snowball English stemming (PyStemmer).
+Lucene's BM25 variant (k1=1.5, b=0.75; bm25s's default scoring) over title,
+content and tags (the text the seed's Jaccard sees). Tokenisation was chosen
+by measurement on the three eval sets (docs/EVAL.md): bm25s's tokenizer with
+English stop words removed and Snowball English stemming (PyStemmer).
 
-``lakevec build-index`` builds the index with bm25s and saves it inside the
-snapshot (``bm25/``) before publishing it. Readers never import bm25s (with
-scipy it cost ~0.4 s of every cold ``search``/``replay``): they memory-map
-bm25s's saved score matrix (CSC: ``data``/``indices``/``indptr``) and its
-token vocabulary, tokenize the query the way bm25s's tokenizer does (same
-split pattern, stop words and stemmer; :func:`query_token_ids`) and sum the
-precomputed per-token scores exactly as bm25s's ``get_scores`` does, so
-rankings and scores are bm25s's own (a test compares them).
+The snapshot stores raw counts (:mod:`lakevec.index.postings`), not weights:
+a query computes ``idf * tf / (tf + k1 * (1 - b + b * len / avglen))`` for
+the postings of its own terms, so a small reindex updates a few rows'
+postings instead of re-tokenising the corpus. Scores equal bm25s's own to
+float32 rounding (a test compares them). Readers memory-map the arrays and
+never import bm25s or scipy.
+
+Snapshots written by lakevec 0.2 (format 1) hold bm25s's precomputed weight
+matrix instead; they are still read (weights summed as bm25s does), and the
+next reindex rewrites them in the current format.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lakevec.corpus import keyword_text
+from lakevec.index.postings import SPLIT, Postings, Tokenizer, merge_postings, postings_of
 from lakevec.topk import Rows, Scores, top_k
 
 PARAMS_FILE = "lakevec-bm25.json"
-PARAMS_FORMAT = 1
-# bm25s's file names inside a saved index.
-VOCAB_FILE = "vocab.index.json"
-CSC_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy")
-# Sentinel: construct an empty index that load() then fills from disk.
-_LOADING: list[str] = []
+PARAMS_FORMAT: Literal[2] = 2
+TERMS_FILE = "terms.json"
+ARRAY_FILES = ("indptr", "rows", "tfs", "doclen")
+# Format 1 (bm25s's files inside a saved index), read for old snapshots.
+LEGACY_VOCAB_FILE = "vocab.index.json"
+LEGACY_CSC_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy")
 
 DEFAULT_STEMMER: str | None = "english"
 DEFAULT_STOPWORDS: str | None = "en"
-# bm25s's tokenizer: lower-case, then words of 2+ word characters.
-_SPLIT = re.compile(r"(?u)\b\w\w+\b")
 # bm25s.stopwords.STOPWORDS_EN (a test checks they are the same), so that
 # querying needs no bm25s import.
 STOPWORDS_EN = frozenset((
@@ -49,6 +49,22 @@ STOPWORDS_EN = frozenset((
     "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there",
     "these", "they", "this", "to", "was", "will", "with",
 ))
+
+
+class BM25Params(BaseModel):
+    """``lakevec-bm25.json``: how the index was built, checked on every load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal[2] = PARAMS_FORMAT
+    documents: int = Field(ge=0)
+    stemmer: str | None
+    stopwords: str | None
+    k1: float
+    b: float
+    terms: int = Field(ge=0)
+    postings: int = Field(ge=0)
+    total_length: int = Field(ge=0, description="tokens over all documents")
 
 
 def _stem_function(language: str | None) -> Callable[[str], str] | None:
@@ -72,19 +88,17 @@ def _stopword_set(stopwords: str | None) -> frozenset[str]:
 
 def query_token_ids(
     text: str,
-    vocab: dict[str, int],
+    vocab: Mapping[str, int],
     stopwords: frozenset[str],
     stem: Callable[[str], str] | None,
 ) -> list[int]:
     """The token ids bm25s's tokenizer gives ``text`` against a fixed vocabulary.
 
-    bm25s (``update_vocab=False``) maps a word to the id of its stem when the
-    stem is in the vocabulary and skips stop words and unknown stems; words
-    it saw while indexing map the same way, since their ids are their stems'.
-    Repeated words count repeatedly, as in bm25s.
+    Stop words and unknown stems are skipped; repeated words count
+    repeatedly, as in bm25s.
     """
     ids = []
-    for word in _SPLIT.findall(text.lower()):
+    for word in SPLIT.findall(text.lower()):
         if word in stopwords:
             continue
         found = vocab.get(stem(word) if stem is not None else word)
@@ -98,65 +112,58 @@ class BM25Index:
 
     def __init__(
         self,
-        texts: Iterable[str],
+        texts: Iterable[str] | None = None,
         *,
         stemmer: str | None = DEFAULT_STEMMER,
         stopwords: str | None = DEFAULT_STOPWORDS,
         k1: float = 1.5,
         b: float = 0.75,
+        postings: Postings | None = None,
     ) -> None:
         self.stemmer = stemmer
         self.stopwords = stopwords
         self.k1, self.b = k1, b
         self._stem = _stem_function(stemmer)
         self._stop = _stopword_set(stopwords)
-        self._n = 0
-        self._vocab: dict[str, int] = {}
-        empty_i32 = np.empty(0, dtype=np.int32)
-        self._data: npt.NDArray[Any] = np.empty(0, dtype=np.float32)
-        self._indices: npt.NDArray[Any] = empty_i32
-        self._indptr: npt.NDArray[Any] = empty_i32
-        self._built: tuple[Any, Any] | None = None  # (bm25s tokenizer, model) to save
-        if texts is _LOADING:
-            return
-        import bm25s
-        from bm25s.tokenization import Tokenized, Tokenizer
+        self._vocab: dict[str, int] | None = None
+        self._legacy: tuple[Any, Any, Any] | None = None  # format 1: (data, indices, indptr)
+        if postings is None:
+            postings = postings_of(texts or (), self.tokenizer())
+        self.postings = postings
+        self._n = postings.documents
+        self._avglen = float(postings.doclen.sum(dtype=np.int64)) / self._n if self._n else 0.0
 
-        tokenizer = Tokenizer(lower=True, stopwords=stopwords or [], stemmer=self._stem)
-        ids = tokenizer.tokenize(
-            list(texts), update_vocab=True, return_as="ids", show_progress=False
-        )
-        self._n = len(ids)
-        # The vocabulary (str -> id): lets bm25s save the index, and queries map to it.
-        self._vocab = dict(tokenizer.get_vocab_dict())
-        model = bm25s.BM25(k1=k1, b=b)
-        if self._n:
-            model.index(Tokenized(ids=ids, vocab=self._vocab), show_progress=False)
-            self._data, self._indices, self._indptr = (
-                model.scores["data"], model.scores["indices"], model.scores["indptr"]
-            )
-        self._built = (tokenizer, model)
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer(self._stop, self._stem)
+
+    def _options(self) -> dict[str, Any]:
+        return {"stemmer": self.stemmer, "stopwords": self.stopwords, "k1": self.k1, "b": self.b}
+
+    def updated(self, remap: npt.NDArray[np.int64], documents: int,
+                texts: Mapping[int, str]) -> BM25Index:
+        """A new index: old rows moved by ``remap`` (-1 drops), new ``texts`` rows tokenised.
+
+        Equal, array for array, to building from all texts (see
+        :func:`~lakevec.index.postings.merge_postings`).
+        """
+        if self._legacy is not None:
+            raise ValueError("a format-1 (bm25s) index cannot be updated; rebuild it")
+        merged = merge_postings(self.postings, remap, documents, texts, self.tokenizer())
+        return BM25Index(postings=merged, **self._options())
 
     def save(self, directory: Path) -> None:
-        """Write the index to ``directory`` (bm25s's files plus the tokenizer vocabulary)."""
-        if self._built is None:
-            raise ValueError("only an index built in this process can be saved")
-        tokenizer, model = self._built
+        """Write the index to ``directory`` (parameters, sorted terms, count arrays)."""
+        if self._legacy is not None:
+            raise ValueError("a format-1 (bm25s) index cannot be saved; rebuild it")
         directory.mkdir(parents=True, exist_ok=True)
-        if self._n:
-            model.save(str(directory))
-        tokenizer.save_vocab(str(directory))
-        (directory / PARAMS_FILE).write_text(json.dumps(self._params()), encoding="utf-8")
-
-    def _params(self) -> dict[str, Any]:
-        return {
-            "format": PARAMS_FORMAT,
-            "documents": self._n,
-            "stemmer": self.stemmer,
-            "stopwords": self.stopwords,
-            "k1": self.k1,
-            "b": self.b,
-        }
+        p = self.postings
+        for name, array in p.arrays().items():
+            np.save(directory / f"{name}.npy", array)
+        (directory / TERMS_FILE).write_text(json.dumps(p.terms, ensure_ascii=False),
+                                            encoding="utf-8")
+        params = BM25Params(documents=self._n, terms=len(p.terms), postings=len(p.rows),
+                            total_length=int(p.doclen.sum(dtype=np.int64)), **self._options())
+        (directory / PARAMS_FILE).write_text(params.model_dump_json(), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path, *, documents: int | None = None, **options: Any) -> BM25Index:
@@ -164,51 +171,79 @@ class BM25Index:
 
         ``options`` (stemmer, stopwords, k1, b) and ``documents`` must match
         what was saved, so a stale or differently tuned index is never used.
-        The score matrix is memory-mapped: a 53k-document index loads in
-        milliseconds (rebuilding it would take ~20 s), without importing bm25s.
+        The arrays are memory-mapped: a 53k-document index loads in
+        milliseconds, without importing bm25s.
         """
-        index = cls(_LOADING, **options)
+        index = cls(**options)
         try:
             saved = json.loads((directory / PARAMS_FILE).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"no readable BM25 index in {directory}: {exc}") from exc
-        want = index._params() | {"documents": saved.get("documents")}
-        if documents is not None:
-            want["documents"] = documents
-        if saved != want:
+        if isinstance(saved, dict) and saved.get("format") == 1:
+            return _load_legacy(index, directory, saved, documents)
+        try:
+            params = BM25Params.model_validate(saved)
+        except ValidationError as exc:
+            raise ValueError(f"BM25 index in {directory} is invalid: {exc.errors()[0]['msg']}"
+                             ) from None
+        want = index._options()
+        if {k: getattr(params, k) for k in want} != want or (
+            documents is not None and params.documents != documents
+        ):
             raise ValueError(f"BM25 index in {directory} was saved with other settings")
-        index._n = int(saved["documents"])
-        if index._n:
-            try:
-                vocab = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
-                data, indices, indptr = (
-                    np.load(directory / name, mmap_mode="r") for name in CSC_FILES
-                )
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"no readable BM25 index in {directory}: {exc}") from exc
-            if not isinstance(vocab, dict) or len(indptr) != len(vocab) + 1:
-                raise ValueError(f"BM25 index in {directory} has a damaged vocabulary")
-            index._vocab = vocab
-            index._data, index._indices, index._indptr = data, indices, indptr
-        return index
+        try:
+            terms = json.loads((directory / TERMS_FILE).read_text(encoding="utf-8"))
+            arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r")
+                      for name in ARRAY_FILES}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"no readable BM25 index in {directory}: {exc}") from exc
+        if (
+            not isinstance(terms, list) or len(terms) != params.terms
+            or len(arrays["indptr"]) != params.terms + 1
+            or len(arrays["rows"]) != params.postings or len(arrays["tfs"]) != params.postings
+            or len(arrays["doclen"]) != params.documents
+        ):
+            raise ValueError(f"BM25 index in {directory} has damaged arrays")
+        postings = Postings(terms, arrays["indptr"], arrays["rows"], arrays["tfs"],
+                            arrays["doclen"])
+        return cls(postings=postings, **want)
 
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def vocab(self) -> Mapping[str, int]:
+        if self._vocab is None:
+            self._vocab = {t: i for i, t in enumerate(self.postings.terms)}
+        return self._vocab
+
     def _query_ids(self, queries: Sequence[str]) -> list[list[int]]:
-        # Text without tokens maps to bm25s's empty token; a query never matches on it.
-        empty = self._vocab.get("")
+        # Format 1 maps token-less text to bm25s's empty token; never match on it.
+        empty = self.vocab.get("")
         return [
-            [i for i in query_token_ids(q, self._vocab, self._stop, self._stem) if i != empty]
+            [i for i in query_token_ids(q, self.vocab, self._stop, self._stem) if i != empty]
             for q in queries
         ]
 
     def scores(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
-        """BM25 score of every row for query token ``ids`` (bm25s's ``get_scores``)."""
+        """BM25 score of every row for query token ``ids`` (repeats count again)."""
         out = np.zeros(self._n, dtype=np.float32)
+        if self._legacy is not None:
+            data, indices, indptr = self._legacy
+            for t in ids:
+                start, end = int(indptr[t]), int(indptr[t + 1])
+                np.add.at(out, indices[start:end], data[start:end])
+            return out
+        p, k1, b = self.postings, self.k1, self.b
         for t in ids:
-            start, end = int(self._indptr[t]), int(self._indptr[t + 1])
-            np.add.at(out, self._indices[start:end], self._data[start:end])
+            start, end = int(p.indptr[t]), int(p.indptr[t + 1])
+            rows = np.asarray(p.rows[start:end])
+            tf = np.asarray(p.tfs[start:end], dtype=np.float32)
+            df = end - start
+            idf = np.float32(np.log(1.0 + (self._n - df + 0.5) / (df + 0.5)))
+            norm = k1 * ((1.0 - b) + b * p.doclen[rows].astype(np.float32) / self._avglen)
+            # Rows are unique within a term, so a fancy-indexed add is exact.
+            out[rows] += idf * (tf / (norm + tf)).astype(np.float32)
         return out
 
     def search_rows(
@@ -228,6 +263,33 @@ class BM25Index:
                 scores = np.where(mask, scores, 0.0)
             out.append(top_k(scores, k, positive_only=True))
         return out
+
+
+def _load_legacy(
+    index: BM25Index, directory: Path, saved: dict[str, Any], documents: int | None
+) -> BM25Index:
+    """A format-1 index: bm25s's precomputed weight matrix (CSC) and its vocabulary."""
+    want = {"format": 1, "documents": saved.get("documents"), **index._options()}
+    if documents is not None:
+        want["documents"] = documents
+    if saved != want:
+        raise ValueError(f"BM25 index in {directory} was saved with other settings")
+    index._n = int(saved["documents"])
+    if index._n:
+        try:
+            vocab = json.loads((directory / LEGACY_VOCAB_FILE).read_text(encoding="utf-8"))
+            data, indices, indptr = (
+                np.load(directory / name, mmap_mode="r") for name in LEGACY_CSC_FILES
+            )
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"no readable BM25 index in {directory}: {exc}") from exc
+        if not isinstance(vocab, dict) or len(indptr) != len(vocab) + 1:
+            raise ValueError(f"BM25 index in {directory} has a damaged vocabulary")
+        index._vocab = vocab
+        index._legacy = (data, indices, indptr)
+    else:
+        index._legacy = (np.empty(0, np.float32), np.empty(0, np.int32), np.zeros(1, np.int32))
+    return index
 
 
 def bm25_of_records(records: Iterable[Any]) -> BM25Index:

@@ -11,11 +11,15 @@ from lakevec.corpus import PlaybookRecord
 from lakevec.errors import IndexCorruptError
 from lakevec.settings import DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_M
 
-FORMAT_VERSION: Literal[1] = 1
+#: 2: record positions in ``positions.npy`` (not in the record store), line
+#: digests in ``rowkeys.json``, BM25 as term counts. Format 1 is still read.
+FORMAT_VERSION: Literal[2] = 2
 MANIFEST_FILE = "manifest.json"
 #: Core data files of every snapshot (derived files, e.g. ``bm25/...``, are
 #: listed in the manifest's ``files`` too).
 DATA_FILES = ("hnsw.bin", "vectors.npy", "labels.npy", "offsets.npy", "records.jsonl")
+#: Files format 2 adds to the core (required there).
+ROW_FILES = ("positions.npy", "rowkeys.json")
 BM25_DIR = "bm25"
 REBUILD_HINT = "run `lakevec build-index --full`"
 
@@ -88,7 +92,7 @@ class IndexManifest(_Strict):
     """Everything needed to trust, load and reproduce an index snapshot."""
 
     format: Literal["lakevec-index"] = "lakevec-index"
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1, 2] = FORMAT_VERSION
     version: int = Field(ge=1, description="snapshot serial number, +1 per build")
     snapshot: str
     model: ModelInfo
@@ -105,12 +109,17 @@ class IndexManifest(_Strict):
         """Whether the build stored the BM25 index (snapshots before it did not)."""
         return any(name.startswith(BM25_DIR + "/") for name in self.files)
 
+    @property
+    def required_files(self) -> tuple[str, ...]:
+        return DATA_FILES + ROW_FILES if self.format_version >= 2 else DATA_FILES
+
 
 class StoredRecord(PlaybookRecord):
     """A corpus record as kept in the index's record store."""
 
     label: int
     text_sha256: str
+    # Format 2 keeps positions in positions.npy; the reader fills this in.
     position: int = Field(-1, description="0-based position in the corpus at build time")
 
 

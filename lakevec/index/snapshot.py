@@ -40,6 +40,7 @@ from lakevec.topk import top_k
 Rows = list[list[int]]
 RowScores = list[list[float]]
 GRAPH_FILE = "hnsw.bin"
+POSITIONS_FILE = "positions.npy"
 
 
 class IndexSnapshot:
@@ -64,6 +65,11 @@ class IndexSnapshot:
         self.manifest_sha256 = sha256_file(path / MANIFEST_FILE)
         self.labels: npt.NDArray[np.int64] = np.load(path / "labels.npy")
         self.offsets: npt.NDArray[np.int64] = np.load(path / "offsets.npy")
+        # Format 2 keeps corpus positions out of the record store, so a small
+        # reindex can copy unchanged rows' bytes even when positions shift.
+        self.positions: npt.NDArray[np.int64] | None = (
+            np.load(path / POSITIONS_FILE) if POSITIONS_FILE in manifest.files else None
+        )
         # Map the vectors now rather than on first use: a build may garbage-
         # collect this snapshot while a long-lived reader still serves it, and
         # a mapping (like an open handle) outlives the unlink on POSIX.
@@ -109,7 +115,9 @@ class IndexSnapshot:
     def _check_shapes(self) -> None:
         m = self.manifest
         n = m.counts.records
-        if len(self.labels) != n or len(self.offsets) != n:
+        if len(self.labels) != n or len(self.offsets) != n or (
+            self.positions is not None and len(self.positions) != n
+        ):
             raise IndexCorruptError(
                 f"{self.path}: record arrays disagree with the manifest — {REBUILD_HINT}"
             )
@@ -193,9 +201,12 @@ class IndexSnapshot:
         # on the file position.
         start = int(self.offsets[row])
         end = int(self.offsets[row + 1]) if row + 1 < len(self.offsets) else self._records_size
-        return StoredRecord.model_validate_json(
+        rec = StoredRecord.model_validate_json(
             os.pread(self._records_fh.fileno(), end - start, start)
         )
+        if self.positions is not None:
+            rec = rec.model_copy(update={"position": int(self.positions[row])})
+        return rec
 
     def iter_raw(self) -> Iterator[dict[str, Any]]:
         """Every stored record as a plain dict in row order: one sequential read.
@@ -205,8 +216,11 @@ class IndexSnapshot:
         """
         with os.fdopen(os.dup(self._records_fh.fileno()), "rb") as fh:
             fh.seek(0)
-            for line in fh:
+            positions = self.positions.tolist() if self.positions is not None else None
+            for i, line in enumerate(fh):
                 row: dict[str, Any] = json.loads(line)
+                if positions is not None:
+                    row["position"] = positions[i]
                 yield row
 
     def iter_records(self) -> Iterator[StoredRecord]:

@@ -20,6 +20,7 @@ from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.errors import IndexCorruptError, IndexMissingError
 from lakevec.files import write_atomic
 from lakevec.index.build import BuildReport, build_index
+from lakevec.index.delta import small_update
 from lakevec.index.layout import current_snapshot_dir
 from lakevec.index.manifest import HnswParams, IndexManifest, read_manifest
 from lakevec.settings import (
@@ -100,22 +101,26 @@ def index_corpus(
     (:class:`~lakevec.embed.ray_embed.RayEmbedder`, same model and precision);
     planning, the graph and the publish stay here. A build with nothing to
     embed never connects to the cluster.
+
+    An update of an existing index goes by :func:`~lakevec.index.delta.small_update`
+    (only new lines parsed, only changed rows written) when it applies, and
+    by the general build otherwise; both give the same snapshot.
     """
-    corpus = read_corpus(corpus_path, corpus_format, strict=strict)
-    params = None
-    if hnsw:
-        base = None if full else _safe_manifest(index_dir)
-        params = HnswParams.model_validate(
-            {**(base.hnsw if base else HnswParams()).model_dump(), **hnsw}
-        )
+    index_dir = Path(index_dir)
     if embedder is None:
         embedder = load_embedder(_model_spec(index_dir, model, full), precision=precision)
     if ray is not None and not isinstance(embedder, RayEmbedder):
         embedder = RayEmbedder(embedder, ray)
-    report = build_index(
-        corpus, index_dir, embedder, params=params, full=full, progress=progress, keep=keep,
-        rebuild_threshold=rebuild_threshold, lock_timeout=lock_timeout,
-        batch_size=batch_size, clock=clock,
+    small = None if full else small_update(
+        corpus_path, index_dir, embedder, fmt=corpus_format, strict=strict,
+        params=_params(index_dir, hnsw, full), keep=keep, rebuild_threshold=rebuild_threshold,
+        lock_timeout=lock_timeout, batch_size=batch_size, progress=progress, clock=clock,
+    )
+    report = small if small is not None else _general_build(
+        corpus_path, index_dir, embedder, corpus_format=corpus_format, strict=strict,
+        full=full, params=_params(index_dir, hnsw, full), progress=progress, keep=keep,
+        rebuild_threshold=rebuild_threshold, lock_timeout=lock_timeout, batch_size=batch_size,
+        clock=clock,
     )
     # Not on a no-op: a cron reindex that changed nothing must not load torch.
     local = embedder.local if isinstance(embedder, RayEmbedder) else embedder
@@ -126,6 +131,27 @@ def index_corpus(
         if progress:
             print(note, file=sys.stderr)
     return replace(report, problems=_new_problems(index_dir, report.skipped_lines))
+
+
+def _params(index_dir: Path, hnsw: Mapping[str, int] | None, full: bool) -> HnswParams | None:
+    """``hnsw`` overrides on top of the existing index's parameters (or the defaults)."""
+    if not hnsw:
+        return None
+    base = None if full else _safe_manifest(index_dir)
+    return HnswParams.model_validate({**(base.hnsw if base else HnswParams()).model_dump(), **hnsw})
+
+
+def _general_build(
+    corpus_path: Path, index_dir: Path, embedder: Embedder, *, corpus_format: CorpusFormat,
+    strict: bool, full: bool, params: HnswParams | None, progress: bool, keep: int,
+    rebuild_threshold: float, lock_timeout: float, batch_size: int | None, clock: Clock,
+) -> BuildReport:
+    corpus = read_corpus(corpus_path, corpus_format, strict=strict)
+    return build_index(
+        corpus, index_dir, embedder, params=params, full=full, progress=progress, keep=keep,
+        rebuild_threshold=rebuild_threshold, lock_timeout=lock_timeout,
+        batch_size=batch_size, clock=clock,
+    )
 
 
 def _safe_manifest(index_dir: Path) -> IndexManifest | None:

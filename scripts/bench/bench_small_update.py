@@ -52,14 +52,17 @@ emb.encode(texts)
 print(json.dumps({"torch": "torch" in sys.modules, "backend": emb.backend}))
 """
 
+# Peak RSS is VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over
+# fork + exec, so a child of this (large) process would report the parent's peak.
 REINDEX = """
-import json, resource, sys
+import json, re, sys
 from lakevec.cli import main
 try:
     main(["reindex", "--corpus", sys.argv[1], "--index", sys.argv[2]], standalone_mode=False)
 finally:
+    hwm = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read())
     print(json.dumps({"torch": "torch" in sys.modules,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
+                      "peak_rss_mb": int(hwm.group(1)) / 1024 if hwm else None}),
           file=sys.stderr)
 """
 
@@ -142,6 +145,7 @@ def reindex(rounds: int, index: Path) -> dict[str, object]:
             next((work / "index" / "snapshots").glob(f"{report['snapshot']}/manifest.json"))
             .read_text())
         runs.append({"wall_s": round(took, 2), "embedded": report["embedded"],
+                     "path": report.get("path"),
                      "build_seconds": report["seconds"], **probe,
                      "backend": manifest["build"].get("backend"),
                      "precision": manifest["build"].get("precision"),
