@@ -57,7 +57,7 @@ from lakevec.index.plan import record_fields
 from lakevec.index.rowkeys import PARSER_VERSION, RowKeys, read_rowkeys
 from lakevec.index.snapshot import POSITIONS_FILE, IndexSnapshot, check_model, open_index
 from lakevec.index.writer import record_line, save_npy, seal_snapshot, write_bm25, write_rowkeys
-from lakevec.lines import LineScan, line_digest, open_corpus
+from lakevec.lines import LineScan, line_key, open_corpus
 from lakevec.locks import exclusive_lock
 
 Rows = npt.NDArray[np.int64]
@@ -128,21 +128,24 @@ class _Scan:
     """The corpus read against the previous snapshot's row keys."""
 
     def __init__(self, path: Path, keys: RowKeys, fmt: CorpusFormat, strict: bool) -> None:
-        by_line = {d: r for r, d in enumerate(keys.lines) if d}
+        by_line = {bytes.fromhex(d): r for r, d in enumerate(keys.lines) if d}
+        ids = keys.ids
         parser = LineParser(fmt)
-        self.entries: dict[str, _Entry] = {}  # id -> winning line, in corpus order
+        # id -> (previous row or -1, parsed record or None, line key, line number), in
+        # corpus order: the last line of an id wins and moves to the end.
+        entries: dict[str, tuple[int, PlaybookRecord | None, bytes, int]] = {}
         self.problems: list[CorpusProblem] = []
-        seen: dict[str, list[int]] = {}
+        repeated: dict[str, list[int]] = {}
         self.format_changed = False
         with open_corpus(path) as handle:
             scan = LineScan(handle)
             for lineno, raw in scan:
-                digest = line_digest(raw) if isinstance(raw, bytes) else ""
-                row = by_line.get(digest, -1) if digest else -1
+                key = line_key(raw) if isinstance(raw, bytes) else b""
+                row = by_line.get(key, -1)
                 rec: PlaybookRecord | None = None
                 if row >= 0:
                     parser.resolved = parser.resolved or keys.corpus_format
-                    rid = keys.ids[row]
+                    rid = ids[row]
                 else:
                     parsed = parser.parse(raw)
                     if parser.resolved not in (None, keys.corpus_format):
@@ -154,13 +157,19 @@ class _Scan:
                         self.problems.append(CorpusProblem(lineno, parsed))
                         continue
                     rec, rid = parsed, parsed.id
-                self.entries.pop(rid, None)  # last wins, and moves to the end
-                self.entries[rid] = (row, rec, digest)
-                seen.setdefault(rid, []).append(lineno)
+                earlier = entries.pop(rid, None)
+                if earlier is not None:
+                    repeated.setdefault(rid, [earlier[3]]).append(lineno)
+                entries[rid] = (row, rec, key, lineno)
             self.corpus = CorpusInfo(path=str(path), format=keys.corpus_format,
                                      sha256=scan.digest.hexdigest(), bytes=handle.tell(),
                                      lines=scan.lines)
-        self.duplicates = [DuplicateId(i, tuple(ls)) for i, ls in seen.items() if len(ls) > 1]
+        self.entries: dict[str, _Entry] = {
+            rid: (row, rec, key.hex()) for rid, (row, rec, key, _) in entries.items()
+        }
+        # Ids in the order of their first line, as the general reader lists them.
+        self.duplicates = sorted((DuplicateId(i, tuple(ls)) for i, ls in repeated.items()),
+                                 key=lambda d: d.lines[0])
 
     def report_fields(self, path: Path) -> dict[str, object]:
         corpus = Corpus(path=path, format=self.corpus.format, records={},
