@@ -34,6 +34,9 @@ from tests.ab_support import (
     make_root,
 )
 
+# How long a condition may take on a loaded CI machine (a deadline, never a sleep).
+DEADLINE = 120.0
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,16 +300,22 @@ def test_two_jobs_give_the_same_answers_with_a_model_each(root: Path,
 def test_ctrl_c_with_two_jobs_finishes_the_runs_in_progress(root: Path,
                                                             monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    import _thread
+    import signal
     import threading
 
     seen = threading.Event()
+    main = threading.main_thread().ident
+    assert main is not None
+
+    both_in_a_call = threading.Barrier(2)
 
     def script(user: str, seed: int, call: int) -> tuple[str, str]:
-        if call == 3:
-            _thread.interrupt_main()  # Ctrl-C arrives in the main thread, as a signal would
-        if call >= 3:  # both jobs are in a call when the main thread sees it
-            assert seen.wait(timeout=30)
+        if call >= 3:  # calls 3 and 4: one per job (a job waiting here makes no other call)
+            both_in_a_call.wait(timeout=DEADLINE)
+            if call == 3:
+                # A real SIGINT to the main thread, as Ctrl-C sends; both jobs are in a call.
+                signal.pthread_kill(main, signal.SIGINT)
+            assert seen.wait(timeout=DEADLINE), "the main thread never saw the Ctrl-C"
         return GOOD, "stop"
 
     install(monkeypatch, FakeLlama(script=script))

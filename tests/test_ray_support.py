@@ -23,13 +23,20 @@ from tests.conftest import SAMPLE_CORPUS, SHARED_DATA, write_jsonl
 # Sized for CI on two cores: one CPU and a small object store per node.
 NODE_CPUS = 1
 OBJECT_STORE = 80 * 1024**2
-# Lost nodes are noticed within ~2 s instead of Ray's default ~30 s.
+# A killed node refuses the check at once, so it is noticed within ~5 s instead of
+# Ray's default ~30 s; a live node on a CPU-starved machine has 10 s to answer (a 1 s
+# timeout had live nodes declared dead under load, and builds waited for them forever).
 FAST_HEALTH_CHECKS = {
     "health_check_initial_delay_ms": 0,
-    "health_check_period_ms": 500,
-    "health_check_timeout_ms": 1000,
-    "health_check_failure_threshold": 3,
+    "health_check_period_ms": 1000,
+    "health_check_timeout_ms": 10000,
+    "health_check_failure_threshold": 5,
 }
+# Ray starts its workers at nice 15: beside two CPU-bound processes at nice 0 an
+# embedding actor then gets ~3 % of a core and a 200-record build runs past any
+# deadline (measured: still importing sentence-transformers after 55 s at 4.6 % CPU).
+# CI shares its two cores, so the test cluster's workers run at normal priority.
+CLUSTER_CONFIG = {**FAST_HEALTH_CHECKS, "worker_niceness": 0}
 SCIFACT = SHARED_DATA / "beir" / "scifact"
 # What a subprocess build may take at most on a loaded two-core machine.
 BUILD_TIMEOUT = 420
@@ -65,7 +72,7 @@ def ray_cluster_fixture() -> Iterator[RayCluster]:
             "num_cpus": NODE_CPUS,
             "object_store_memory": OBJECT_STORE,
             "include_dashboard": False,
-            "_system_config": FAST_HEALTH_CHECKS,
+            "_system_config": CLUSTER_CONFIG,
         },
     )
     try:
