@@ -146,7 +146,7 @@ class ClusterEmbedder:
 
 
 def run_builder(corpus: Path, index_dir: Path, pause_at: str, marker: Path, hold: float,
-                keep: int) -> int:
+                keep: int, path: str = "general") -> int:
     """Build ``index_dir`` from ``corpus``; hold still ``hold`` s at phase ``pause_at``.
 
     The pause goes through the build's public ``on_phase`` hook: the marker
@@ -162,8 +162,14 @@ def run_builder(corpus: Path, index_dir: Path, pause_at: str, marker: Path, hold
             marker.write_text(f"{name} {os.getpid()}\n", encoding="utf-8")
             time.sleep(hold)
 
-    report = build_index(read_corpus(corpus), index_dir, HashEmbedder(64),
-                         on_phase=on_phase, keep=keep)
+    if path == "small":  # index_corpus: the small-update path whenever it applies
+        from lakevec.index.update import index_corpus
+
+        report = index_corpus(corpus, index_dir, embedder=HashEmbedder(64), on_phase=on_phase,
+                              keep=keep, query_model=False)
+    else:
+        report = build_index(read_corpus(corpus), index_dir, HashEmbedder(64),
+                             on_phase=on_phase, keep=keep)
     print(json.dumps(report.as_dict()))
     return 0
 
@@ -216,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--marker", type=Path, default=Path(os.devnull))
     b.add_argument("--hold", type=float, default=600.0)
     b.add_argument("--keep", type=int, default=3)
+    b.add_argument("--path", choices=["general", "small"], default="general")
     r = sub.add_parser("read")
     r.add_argument("index", type=Path)
     r.add_argument("--seconds", type=float, default=5.0)
@@ -224,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "build":
         return run_builder(args.corpus, args.index, args.pause_at, args.marker, args.hold,
-                           args.keep)
+                           args.keep, args.path)
     return run_reader(args.index, args.seconds, args.ready, args.stop)
 
 

@@ -9,6 +9,7 @@ phase's leftovers before the next build cleans them.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,11 +32,12 @@ N = 300
 
 
 def start_builder(corpus: Path, index_dir: Path, pause_at: str, marker: Path,
-                  hold: float = 600.0, keep: int = 3) -> subprocess.Popen[str]:
+                  hold: float = 600.0, keep: int = 3, path: str = "general"
+                  ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(SUPPORT), "build", str(corpus), str(index_dir),
          "--pause-at", pause_at, "--marker", str(marker), "--hold", str(hold),
-         "--keep", str(keep)],
+         "--keep", str(keep), "--path", path],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -127,12 +129,23 @@ def assert_leftovers_of(point: str, index_dir: Path) -> None:
         assert snapshots == ["v000001", "v000002"]
 
 
+def test_the_setup_update_takes_the_small_path(setup: dict[str, Any]) -> None:
+    """So the ``small`` kills below interrupt lakevec.index.delta, not the general build."""
+    proc = start_builder(setup["corpus"], setup["index"], "none", setup["marker"], path="small")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert (report["path"], report["added"], report["updated"], report["deleted"]) == (
+        "small", 40, 20, 20)
+
+
+@pytest.mark.parametrize("path", ["general", "small"])
 @pytest.mark.parametrize("point", ["diff", "embed", "graph", "write", "swap", "rename"])
 def test_kill_before_the_pointer_moves_keeps_the_previous_snapshot(
-    setup: dict[str, Any], point: str
+    setup: dict[str, Any], point: str, path: str
 ) -> None:
     index_dir: Path = setup["index"]
-    proc = start_builder(setup["corpus"], index_dir, point, setup["marker"])
+    proc = start_builder(setup["corpus"], index_dir, point, setup["marker"], path=path)
     wait_for(setup["marker"], proc)
     kill_at_pause(proc, setup["marker"], point, index_dir)
     assert_leftovers_of(point, index_dir)
@@ -156,9 +169,12 @@ def test_kill_before_the_pointer_moves_keeps_the_previous_snapshot(
         assert {r.id for r in snap.iter_records()} == set(setup["records"])
 
 
-def test_kill_after_the_pointer_moved_serves_the_new_snapshot(setup: dict[str, Any]) -> None:
+@pytest.mark.parametrize("path", ["general", "small"])
+def test_kill_after_the_pointer_moved_serves_the_new_snapshot(
+    setup: dict[str, Any], path: str
+) -> None:
     index_dir: Path = setup["index"]
-    proc = start_builder(setup["corpus"], index_dir, "gc", setup["marker"], keep=1)
+    proc = start_builder(setup["corpus"], index_dir, "gc", setup["marker"], keep=1, path=path)
     wait_for(setup["marker"], proc)
     kill_at_pause(proc, setup["marker"], "gc", index_dir)
     # Published, but the old snapshot was never collected (keep=1 would have).

@@ -259,7 +259,7 @@ def test_bm25_scores_are_bm25s_scores(tmp_path: Path) -> None:
         for index in (built, loaded):
             got = index.scores(index._query_ids([q])[0])
             np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
-        rows, scores = loaded.search_rows([q], 8)[0]
+        rows, _scores = loaded.search_rows([q], 8)[0]
         assert all(want[r] > 0 for r in rows)
         want_top = top_k(np.asarray(want, dtype=np.float64), 8, positive_only=True)[0]
         assert sorted(rows.tolist()) == sorted(want_top.tolist())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ def index_corpus(
     embedder: Embedder | None = None,
     ray: RayOptions | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    on_phase: Callable[[str], None] | None = None,
 ) -> BuildReport:
     """Read the corpus and bring the index at ``index_dir`` up to date with it.
 
@@ -104,7 +105,8 @@ def index_corpus(
 
     An update of an existing index goes by :func:`~lakevec.index.delta.small_update`
     (only new lines parsed, only changed rows written) when it applies, and
-    by the general build otherwise; both give the same snapshot.
+    by the general build otherwise; both give the same snapshot. ``on_phase``
+    is called with each of :data:`~lakevec.index.build.BUILD_PHASES` on either path.
     """
     index_dir = Path(index_dir)
     if embedder is None:
@@ -115,12 +117,13 @@ def index_corpus(
         corpus_path, index_dir, embedder, fmt=corpus_format, strict=strict,
         params=_params(index_dir, hnsw, full), keep=keep, rebuild_threshold=rebuild_threshold,
         lock_timeout=lock_timeout, batch_size=batch_size, progress=progress, clock=clock,
+        on_phase=on_phase,
     )
     report = small if small is not None else _general_build(
         corpus_path, index_dir, embedder, corpus_format=corpus_format, strict=strict,
         full=full, params=_params(index_dir, hnsw, full), progress=progress, keep=keep,
         rebuild_threshold=rebuild_threshold, lock_timeout=lock_timeout, batch_size=batch_size,
-        clock=clock,
+        clock=clock, on_phase=on_phase,
     )
     # Not on a no-op: a cron reindex that changed nothing must not load torch.
     local = embedder.local if isinstance(embedder, RayEmbedder) else embedder
@@ -145,12 +148,13 @@ def _general_build(
     corpus_path: Path, index_dir: Path, embedder: Embedder, *, corpus_format: CorpusFormat,
     strict: bool, full: bool, params: HnswParams | None, progress: bool, keep: int,
     rebuild_threshold: float, lock_timeout: float, batch_size: int | None, clock: Clock,
+    on_phase: Callable[[str], None] | None,
 ) -> BuildReport:
     corpus = read_corpus(corpus_path, corpus_format, strict=strict)
     return build_index(
         corpus, index_dir, embedder, params=params, full=full, progress=progress, keep=keep,
         rebuild_threshold=rebuild_threshold, lock_timeout=lock_timeout,
-        batch_size=batch_size, clock=clock,
+        batch_size=batch_size, clock=clock, on_phase=on_phase,
     )
 
 
