@@ -319,16 +319,23 @@ def test_ctrl_c_with_two_jobs_finishes_the_runs_in_progress(root: Path,
         return GOOD, "stop"
 
     install(monkeypatch, FakeLlama(script=script))
+    # As in a terminal: a process started in the background by a non-interactive shell
+    # (CI scripts, `cmd &`) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt for it; this test is about what happens when Ctrl-C arrives.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     in_progress: list[int] = []
 
     def interrupted(busy: int) -> None:
         in_progress.append(busy)
         seen.set()
 
-    with AbSession(options(root, jobs=2)) as session:
-        with pytest.raises(KeyboardInterrupt):
-            session.run(on_interrupt=interrupted)
-        report = session.report()
+    try:
+        with AbSession(options(root, jobs=2)) as session:
+            with pytest.raises(KeyboardInterrupt):
+                session.run(on_interrupt=interrupted)
+            report = session.report()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     rows = log_rows(root)
     # Both runs in progress were finished and logged; none started after Ctrl-C.
     assert in_progress == [2]
