@@ -114,7 +114,8 @@ def crossover(sizes: list[int], rounds: int) -> dict[str, object]:
 
 
 def edited_corpus(source: Path, target: Path, rnd: int, count: int = 10) -> None:
-    lines = source.read_text(encoding="utf-8").splitlines()
+    # split("\n"), not splitlines(): texts may hold U+2028 and other separators.
+    lines = source.read_text(encoding="utf-8").rstrip("\n").split("\n")
     step = len(lines) // count
     for k in range(count):
         i = (k * step + rnd * 7) % len(lines)
