@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -339,20 +339,37 @@ def _update_graph(
         counts = Counts(records=n, skipped=0, duplicates=0, graph_elements=n, deleted=0,
                         churn=0, next_label=n)
         return graph, labels, counts, True
-    graph = previous.load_graph()
-    for label in plan.deleted_labels:
-        graph.mark_deleted(label)
     todo = plan.to_embed
-    free = prev_counts.deleted + len(plan.deleted_labels)
     fresh = np.arange(prev_counts.next_label, prev_counts.next_label + len(todo), dtype=np.int64)
     labels[todo] = fresh
-    reused = min(free, len(todo))
-    graph_elements = prev_counts.graph_elements + len(todo) - reused
-    graph.ensure_capacity(graph_elements)
-    if todo:
-        graph.add(vectors[todo], fresh, replace_deleted=True, progress=progress)
-    graph.set_ef(params.ef_search)
-    counts = Counts(records=n, skipped=0, duplicates=0, graph_elements=graph_elements,
-                    deleted=free - reused, churn=churn,
-                    next_label=prev_counts.next_label + len(todo))
+    graph, slots = update_graph(previous, plan.deleted_labels, vectors[todo], fresh,
+                                params.ef_search, progress=progress)
+    counts = Counts(records=n, skipped=0, duplicates=0, churn=churn, **slots)
     return graph, labels, counts, False
+
+
+def update_graph(
+    previous: IndexSnapshot,
+    deleted_labels: Sequence[int],
+    new_vecs: Vectors,
+    fresh: npt.NDArray[np.int64],
+    ef_search: int,
+    *,
+    progress: bool = False,
+) -> tuple[HnswGraph, dict[str, int]]:
+    """The previous graph updated in place: ``deleted_labels`` marked deleted, ``new_vecs``
+    added under ``fresh`` labels into freed slots first. Returns it with its slot counts
+    (``graph_elements``, ``deleted``, ``next_label``) for the manifest."""
+    prev = previous.manifest.counts
+    graph = previous.load_graph()
+    for label in deleted_labels:
+        graph.mark_deleted(label)
+    free = prev.deleted + len(deleted_labels)
+    reused = min(free, len(fresh))
+    elements = prev.graph_elements + len(fresh) - reused
+    graph.ensure_capacity(elements)
+    if len(fresh):
+        graph.add(new_vecs, fresh, replace_deleted=True, progress=progress)
+    graph.set_ef(ef_search)
+    return graph, {"graph_elements": elements, "deleted": free - reused,
+                   "next_label": prev.next_label + len(fresh)}

@@ -48,7 +48,7 @@ from lakevec.corpus import (
 from lakevec.embed.base import Embedder, release_weights
 from lakevec.errors import IndexCorruptError
 from lakevec.files import TMP_PREFIX, fsync_path
-from lakevec.index.build import BuildReport
+from lakevec.index.build import BuildReport, update_graph
 from lakevec.index.copyrows import write_kept_records, write_kept_vectors
 from lakevec.index.layout import CURRENT_FILE, LOCK_FILE, clean_leftovers
 from lakevec.index.lexical import BM25Index
@@ -310,21 +310,11 @@ def _write_graph(
     fresh: Rows,
 ) -> dict[str, int]:
     """The previous graph with elements marked deleted and the new ones added (slots reused)."""
-    prev = previous.manifest.counts
-    graph = previous.load_graph()
-    for label in deleted_labels:
-        graph.mark_deleted(label)
-    free = prev.deleted + len(deleted_labels)
-    reused = min(free, len(fresh))
-    elements = prev.graph_elements + len(fresh) - reused
-    graph.ensure_capacity(elements)
-    if len(fresh):
-        graph.add(new_vecs, fresh, replace_deleted=True)
-    graph.set_ef(previous.manifest.hnsw.ef_search)
+    graph, slots = update_graph(previous, deleted_labels, new_vecs, fresh,
+                                previous.manifest.hnsw.ef_search)
     graph.save(tmp / "hnsw.bin")
     fsync_path(tmp / "hnsw.bin")
-    return {"graph_elements": elements, "deleted": free - reused,
-            "next_label": prev.next_label + len(fresh)}
+    return slots
 
 
 def _bm25(
