@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lakevec import settings
 from lakevec.embed.base import Embedder
 from lakevec.embed.hashing import HashEmbedder
 from lakevec.embed.loader import load_embedder
@@ -129,3 +130,18 @@ def read_only_copy(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
         for p in [path, *path.rglob("*")]:
             if p.exists() and not p.is_symlink():
                 p.chmod(p.stat().st_mode | 0o200)
+
+
+#: Variables that would point replay / ab / loop tests at the user's gateway, models,
+#: corpus or threads; tests that use :func:`clean_replay_env` never see them.
+REPLAY_ENV = (
+    settings.ROOT_ENV, settings.GATEWAY_ENV, settings.LOCAL_MODEL_ENV,
+    settings.ESCALATION_MODEL_ENV, settings.API_KEY_ENV, settings.LOCAL_GGUF_ENV,
+    settings.LOCAL_THREADS_ENV,
+)
+
+
+@pytest.fixture
+def clean_replay_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in REPLAY_ENV:
+        monkeypatch.delenv(name, raising=False)

@@ -13,12 +13,7 @@ from lakevec.cli import main
 from lakevec.cli.ab_cmd import INTERRUPTED
 from tests.ab_support import FakeLlama, gguf, install, log_rows, make_root
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LH_REPLAY_LOCAL_MODEL", "LH_DISTILL_ROOT", "LAKEVEC_LOCAL_GGUF",
-                 "LAKEVEC_LOCAL_THREADS", "LH_GATEWAY_URL"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_replay_env")
 
 
 @pytest.fixture

@@ -34,15 +34,11 @@ from tests.ab_support import (
     make_root,
 )
 
+pytestmark = pytest.mark.usefixtures("clean_replay_env")
+
+
 # How long a condition may take on a loaded CI machine (a deadline, never a sleep).
 DEADLINE = 120.0
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LH_REPLAY_LOCAL_MODEL", "LH_DISTILL_ROOT", "LAKEVEC_LOCAL_GGUF",
-                 "LAKEVEC_LOCAL_THREADS"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -15,14 +15,9 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (lake
 from lakevec.cli import main
 from tests.ab_support import log_rows, make_root
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LH_REPLAY_LOCAL_MODEL", "LH_DISTILL_ROOT", "LAKEVEC_LOCAL_GGUF",
-                 "LAKEVEC_LOCAL_THREADS"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = [
+    pytest.mark.usefixtures("clean_replay_env"), pytest.mark.integration, pytest.mark.timeout(240)
+]
 
 
 def test_local_replay_and_a_small_ab_on_the_real_model(tmp_path: Path) -> None:

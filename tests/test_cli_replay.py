@@ -12,8 +12,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lakevec.cli import main
+from lakevec.paths import default_corpus
 from lakevec.replay.evidence import DEFAULT_SCHEMA_PATH
 from tests.chat_server import Reply, chat_server, closed_port
+from tests.conftest import write_jsonl
+
+pytestmark = pytest.mark.usefixtures("clean_replay_env")
+
 
 GOOD = "Verify the gateway routing table: provider entries map /v1/chat to the adapter. " * 2
 TASK = "audit gateway routing table"
@@ -27,18 +32,9 @@ RECORDS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LH_GATEWAY_URL", "LH_REPLAY_LOCAL_MODEL", "LH_REPLAY_ESCALATION_MODEL",
-                 "LH_DISTILL_ROOT", "LAKEVEC_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    corpus = tmp_path / "exports" / "rag" / "playbooks.jsonl"
-    corpus.parent.mkdir(parents=True)
-    corpus.write_text("".join(json.dumps(r) + "\n" for r in RECORDS), encoding="utf-8")
+    write_jsonl(default_corpus(tmp_path), RECORDS)
     return tmp_path
 
 

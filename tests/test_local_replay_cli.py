@@ -13,14 +13,10 @@ from lakevec import settings
 from lakevec.cli import main
 from tests.ab_support import GOOD, FakeLlama, gguf, install, log_rows, make_root
 
+pytestmark = pytest.mark.usefixtures("clean_replay_env")
+
+
 TASK = "audit the provider circuit breaker"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LH_REPLAY_LOCAL_MODEL", "LH_DISTILL_ROOT", "LAKEVEC_LOCAL_GGUF",
-                 "LAKEVEC_LOCAL_THREADS", "LH_GATEWAY_URL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

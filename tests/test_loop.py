@@ -12,7 +12,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lakevec.cli import main
+from lakevec.paths import default_corpus
 from tests.chat_server import Reply, chat_server
+from tests.conftest import write_jsonl
+
+pytestmark = pytest.mark.usefixtures("clean_replay_env")
+
 
 LOCAL = "qwen3.5:latest"
 ANSWER = ("Rotate the warehouse service credentials: issue a new key, roll it to every "
@@ -29,18 +34,9 @@ RECORDS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LH_GATEWAY_URL", "LH_REPLAY_LOCAL_MODEL", "LH_REPLAY_ESCALATION_MODEL",
-                 "LH_DISTILL_ROOT", "LAKEVEC_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    corpus = tmp_path / "exports" / "rag" / "playbooks.jsonl"
-    corpus.parent.mkdir(parents=True)
-    corpus.write_text("".join(json.dumps(r) + "\n" for r in RECORDS), encoding="utf-8")
+    write_jsonl(default_corpus(tmp_path), RECORDS)
     res = cli(tmp_path, "build-index", "--model", "hash:64", "--quiet")
     assert res.exit_code == 0, res.output
     return tmp_path
