@@ -159,7 +159,11 @@ def run_builder(corpus: Path, index_dir: Path, pause_at: str, marker: Path, hold
 
     def on_phase(name: str) -> None:
         if name == pause_at:
-            marker.write_text(f"{name} {os.getpid()}\n", encoding="utf-8")
+            # Written whole, then renamed: the test polls for the file to exist and must
+            # never read it half-written (it did, empty, about 1 run in 50).
+            partial = marker.with_name(marker.name + ".partial")
+            partial.write_text(f"{name} {os.getpid()}\n", encoding="utf-8")
+            os.replace(partial, marker)
             time.sleep(hold)
 
     if path == "small":  # index_corpus: the small-update path whenever it applies

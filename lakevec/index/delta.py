@@ -207,7 +207,8 @@ def _update(
         return None  # the general build detects the format / reports an empty corpus
     prev_by_id = {rid: r for r, rid in enumerate(keys.ids)}
     n_prev = len(previous)
-    kept = np.zeros(n_prev, dtype=bool)
+    kept = np.zeros(n_prev, dtype=bool)  # rows the next snapshot keeps (same label)
+    claimed = np.zeros(n_prev, dtype=bool)  # rows whose id is still in the corpus
     position = np.full(n_prev, -1, dtype=np.int64)
     digests = list(keys.lines)
     rewritten: dict[int, PlaybookRecord] = {}  # old row -> its new record (metadata change)
@@ -216,7 +217,8 @@ def _update(
     counts = {"added": 0, "updated": 0, "metadata_updated": 0, "unchanged": 0}
     for pos, (row, rec, digest) in enumerate(scan.entries.values()):
         if rec is None:  # a line the previous snapshot was built from
-            kept[row], position[row] = True, pos
+            kept[row] = claimed[row] = True
+            position[row] = pos
             counts["unchanged"] += 1
             continue
         old = prev_by_id.get(rec.id, -1)
@@ -224,6 +226,7 @@ def _update(
             counts["added"] += 1
             added.append((pos, rec, digest))
             continue
+        claimed[old] = True
         stored = previous.record(old)
         if stored.text_sha256 != text_sha256(embed_text(rec)):
             counts["updated"] += 1
@@ -236,8 +239,7 @@ def _update(
         else:
             counts["metadata_updated"] += 1
             rewritten[old] = rec
-    gone = np.flatnonzero(~kept & ~np.isin(np.arange(n_prev), _rows_of(prev_by_id, added)))
-    deleted_labels.extend(int(previous.labels[r]) for r in gone)
+    deleted_labels.extend(int(previous.labels[r]) for r in np.flatnonzero(~claimed))
     n = int(kept.sum()) + len(added)
     churn = m.counts.churn + len(deleted_labels)
     report = BuildReport(
@@ -295,11 +297,6 @@ def _update(
 def _done(report: BuildReport, t0: float) -> BuildReport:
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _rows_of(prev_by_id: dict[str, int], added: list[tuple[int, PlaybookRecord, str]]) -> list[int]:
-    """Previous rows replaced by an updated record (they are not deletions of an id)."""
-    return [prev_by_id[rec.id] for _, rec, _ in added if rec.id in prev_by_id]
 
 
 def _write_graph(
