@@ -23,6 +23,7 @@ SERVE_SETTINGS_ENV = "LAKEVEC_SERVE_SETTINGS"
 CACHE_DIR_ENV = "LAKEVEC_CACHE_DIR"
 EVAL_CACHE_ENV = "LAKEVEC_EVAL_CACHE"
 NO_ONNX_ENV = "LAKEVEC_NO_ONNX"
+NO_NUMPY_QUERY_ENV = "LAKEVEC_NO_NUMPY_QUERY"
 XDG_CACHE_ENV = "XDG_CACHE_HOME"
 
 #: Every variable lakevec reads, with what it sets (the README's table).
@@ -36,7 +37,8 @@ ENVIRONMENT: dict[str, str] = {
     SERVE_SETTINGS_ENV: "internal: settings handed to `lakevec serve --workers N` processes",
     CACHE_DIR_ENV: "cache for derived model files (ONNX query model); default ~/.cache/lakevec",
     EVAL_CACHE_ENV: "cache for `lakevec eval` indexes; default <cache dir>/eval",
-    NO_ONNX_ENV: "1 disables the torch-free ONNX query model",
+    NO_ONNX_ENV: "1 disables the torch-free ONNX query model (and the numpy one)",
+    NO_NUMPY_QUERY_ENV: "1 makes queries run the ONNX model instead of the numpy weight pack",
     XDG_CACHE_ENV: "base of the default cache directory",
 }
 

@@ -30,3 +30,6 @@ case ",$extra," in
     fi ;;
 esac
 pip install -e ".${extra:+[$extra]}"
+# An editable install is not byte-compiled, and some environments set
+# PYTHONDONTWRITEBYTECODE: compile lakevec once so no cold command recompiles it.
+.venv/bin/python -m compileall -q lakevec >/dev/null

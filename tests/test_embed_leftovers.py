@@ -78,6 +78,6 @@ def test_ensure_export_cleans_up_before_reusing_an_export(
     dead = _leftover(exports_root(), _dead_pid())
     live = _leftover(exports_root(), os.getpid())
 
-    assert ensure_export(emb).endswith("(cached)")
+    assert " (cached);" in ensure_export(emb)
     assert not dead.exists() and live.is_dir() and target.is_dir()
     assert not emb.loaded

@@ -14,10 +14,21 @@ import numpy as np
 import pytest
 
 from lakevec.corpus import read_corpus
+from lakevec.embed import numpy_bert
 from lakevec.embed.base import clip_text
 from lakevec.embed.loader import load_query_embedder
 from lakevec.embed.models import default_model_dir
+from lakevec.embed.numpy_bert import (
+    NUMPY_MAX_TOKENS,
+    PACK_FILE,
+    PACK_INFO,
+    PACK_MIN_COSINE,
+    NumpyBertEmbedder,
+    prepare_numpy_pack,
+    read_pack_info,
+)
 from lakevec.embed.onnx import (
+    ExportEncoder,
     OnnxEmbedder,
     export_dir,
     exports_root,
@@ -27,7 +38,7 @@ from lakevec.embed.onnx_export import ensure_export, export_model
 from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.errors import ExportError
 from lakevec.index.build import build_index
-from lakevec.settings import CACHE_DIR_ENV, NO_ONNX_ENV
+from lakevec.settings import CACHE_DIR_ENV, NO_NUMPY_QUERY_ENV, NO_ONNX_ENV
 from tests.conftest import REPO, record, write_jsonl
 
 pytestmark = pytest.mark.integration
@@ -50,7 +61,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
         mp.delenv(NO_ONNX_ENV, raising=False)
         emb = SentenceTransformerEmbedder(precision="fp32")
         note = ensure_export(emb)
-        assert "exported" in note, note
+        assert "exported" in note and "numpy pack: written" in note, note
         root = tmp_path_factory.mktemp("idx")
         rows = [record(i, title=t[:60], content=t) for i, t in enumerate(TEXTS)]
         corpus = read_corpus(write_jsonl(root / "c.jsonl", rows))
@@ -62,6 +73,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
 def cache_env(exported: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(CACHE_DIR_ENV, str(exported[0]))
     monkeypatch.delenv(NO_ONNX_ENV, raising=False)
+    monkeypatch.delenv(NO_NUMPY_QUERY_ENV, raising=False)
     return exported[0]
 
 
@@ -77,23 +89,34 @@ def test_export_is_installed_atomically_and_reused(cache_env: Path) -> None:
     info = read_export_info(target, emb.fingerprint)
     assert info is not None and info.min_cosine >= 0.999 and info.max_seq_length == 256
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".tmp-")]
-    assert ensure_export(emb).endswith("(cached)")
+    assert " (cached);" in ensure_export(emb)
 
 
-def test_onnx_vectors_match_sentence_transformers(cache_env: Path) -> None:
+@pytest.fixture(params=["numpy", "onnx"])
+def query_model(
+    request: pytest.FixtureRequest, cache_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> ExportEncoder:
+    """The query encoder of each torch-free backend (numpy pack first, ONNX without it)."""
+    if request.param == "onnx":
+        monkeypatch.setenv(NO_NUMPY_QUERY_ENV, "1")
+    else:
+        monkeypatch.delenv(NO_NUMPY_QUERY_ENV, raising=False)
     query = load_query_embedder(None)
-    assert isinstance(query, OnnxEmbedder)
-    assert (query.backend, query.precision) == ("onnx", "fp32")
+    assert isinstance(query, NumpyBertEmbedder if request.param == "numpy" else OnnxEmbedder)
+    assert (query.backend, query.precision) == (request.param, "fp32")
+    return query
+
+
+def test_export_vectors_match_sentence_transformers(query_model: ExportEncoder) -> None:
     st = SentenceTransformerEmbedder(precision="fp32")
     ref = st.encode_batch(TEXTS)
-    for got in (query.encode(TEXTS), np.vstack([query.encode([t]) for t in TEXTS])):
+    for got in (query_model.encode(TEXTS), np.vstack([query_model.encode([t]) for t in TEXTS])):
         assert (ref * got).sum(1).min() >= 0.999
 
 
-def test_onnx_cuts_huge_texts_before_tokenizing(cache_env: Path) -> None:
+def test_export_cuts_huge_texts_before_tokenizing(query_model: ExportEncoder) -> None:
     """A 5 MB record costs about what a normal one does, with the same vector."""
-    query = load_query_embedder(None)
-    assert isinstance(query, OnnxEmbedder)
+    query = query_model
     huge = "Drain the node and check the pod disruption budget. " * 100_000
     assert len(huge) > 5_000_000 and query.max_chars == 256 * 32
     normal = huge[: query.max_chars]
@@ -116,25 +139,30 @@ def test_onnx_cuts_huge_texts_before_tokenizing(cache_env: Path) -> None:
     assert clip_text(huge, query.max_chars) == normal
 
 
-def test_query_path_never_imports_torch(exported: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("numpy_pack", [True, False])
+def test_query_path_never_imports_torch(exported: tuple[Path, Path], numpy_pack: bool) -> None:
+    """Neither torch nor (with the numpy pack) onnxruntime in a fresh `lakevec search`."""
     cache, index = exported
     code = (
         "import sys, json\n"
         "from lakevec.cli import main\n"
         f"try:\n    main(['search', 'drain a node', '--index', {str(index)!r}, '--json'])\n"
         "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') "
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'onnxruntime') "
         "if m in sys.modules]\n"
         "print(json.dumps(heavy))\n"
     )
     env = {**os.environ, CACHE_DIR_ENV: str(cache)}
     env.pop(NO_ONNX_ENV, None)
+    env.pop(NO_NUMPY_QUERY_ENV, None)
+    if not numpy_pack:
+        env[NO_NUMPY_QUERY_ENV] = "1"
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
         timeout=120, check=True,
     )
     hits, heavy = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
-    assert heavy == []
+    assert heavy == ([] if numpy_pack else ["onnxruntime"])
     assert hits[0]["title"].startswith("How do I drain")
 
 
@@ -208,3 +236,134 @@ def test_failed_export_still_removes_dead_leftovers(
     with pytest.raises(ExportError, match="pooling"):
         export_model(emb, export_dir(emb.fingerprint))
     assert list(exports_root().iterdir()) == []
+
+
+# --- the numpy weight pack (lakevec.embed.numpy_bert) -------------------------------------
+
+
+def test_numpy_pack_is_verified_and_matches_both_references(cache_env: Path) -> None:
+    fp = SentenceTransformerEmbedder().fingerprint
+    pack = read_pack_info(export_dir(fp), fp)
+    assert pack is not None and pack.cosine_to_export >= PACK_MIN_COSINE
+    assert 0.999 <= pack.min_cosine <= pack.cosine_to_export
+    query = load_query_embedder(None)
+    assert isinstance(query, NumpyBertEmbedder) and query.equivalence_cosine == pack.min_cosine
+    info = read_export_info(export_dir(fp), fp)
+    assert info is not None
+    onnx = OnnxEmbedder("default", "m", export_dir(fp), info)
+    fast = NumpyBertEmbedder("default", "m", export_dir(fp), info, pack, max_tokens=None)
+    texts = [*TEXTS, "", "a", "Ünïcödé 東京 🚀 " * 30]
+    # Batched (padding, mixed lengths) and one by one, against ONNX and torch.
+    want = onnx.encode_batch(texts, batch_size=len(texts))
+    for got in (fast.encode_batch(texts, batch_size=len(texts)),
+                np.vstack([fast.encode_batch([t]) for t in texts])):
+        assert got.dtype == np.float32 and got.shape == (len(texts), 384)
+        assert (want * got).sum(1).min() >= PACK_MIN_COSINE
+    ref = SentenceTransformerEmbedder(precision="fp32").encode_batch(texts)
+    assert (ref * fast.encode(texts)).sum(1).min() >= 0.9999
+    assert fast._graph is None  # all of it ran in numpy
+
+
+def test_numpy_hands_large_calls_to_onnx(cache_env: Path) -> None:
+    """One query runs in numpy; a batch past max_tokens opens the graph once; servers start
+    on the graph."""
+    query = load_query_embedder(None)
+    assert isinstance(query, NumpyBertEmbedder) and query.max_tokens == NUMPY_MAX_TOKENS
+    one = query.encode([TEXTS[0]])
+    assert query._graph is None
+    batch = query.encode_batch(TEXTS * 4, batch_size=len(TEXTS) * 4)  # > 256 tokens
+    graph = query._graph
+    assert isinstance(graph, OnnxEmbedder)
+    np.testing.assert_array_equal(batch, graph.encode_batch(TEXTS * 4, batch_size=len(TEXTS) * 4))
+    assert float((one * batch[0]).sum()) >= PACK_MIN_COSINE
+    query.encode_batch(TEXTS * 4, batch_size=len(TEXTS) * 4)
+    assert query._graph is graph  # opened once
+    assert isinstance(load_query_embedder(None, long_lived=True), OnnxEmbedder)
+
+
+def test_numpy_cls_pooling_matches_the_transformer(cache_env: Path) -> None:
+    """CLS pooling (other BERT models) gives the first token's hidden state, as torch does."""
+    import torch
+
+    fp = SentenceTransformerEmbedder().fingerprint
+    target = export_dir(fp)
+    info, pack = read_export_info(target, fp), read_pack_info(target, fp)
+    assert info is not None and pack is not None
+    cls = NumpyBertEmbedder("default", "m", target, info.model_copy(update={"pooling": "cls"}),
+                            pack, max_tokens=None)
+    st = SentenceTransformerEmbedder(precision="fp32")
+    tok = st.model.tokenizer(TEXTS, padding=True, truncation=True, max_length=256,
+                             return_tensors="pt")
+    with torch.no_grad():
+        hidden = st.model[0].auto_model(**tok).last_hidden_state[:, 0].numpy()
+    hidden /= np.linalg.norm(hidden, axis=1, keepdims=True)
+    assert (hidden * cls.encode_batch(TEXTS)).sum(1).min() >= 0.9999
+
+
+def _export_copy(tmp_path: Path, *, pack: bool) -> Path:
+    """A copy of the verified export under tmp_path/onnx, with or without its numpy pack."""
+    fp = SentenceTransformerEmbedder().fingerprint
+    src, dst = export_dir(fp), tmp_path / "onnx" / fp
+    dst.mkdir(parents=True)
+    names = ["export.json", "tokenizer.json", "model.onnx"]
+    for name in names + ([PACK_FILE, PACK_INFO] if pack else []):
+        (dst / name).symlink_to(src / name)
+    return dst
+
+
+def test_numpy_pack_disabled_or_damaged_falls_back_to_onnx(
+    cache_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(NO_NUMPY_QUERY_ENV, "1")
+    assert isinstance(load_query_embedder(None), OnnxEmbedder)
+    monkeypatch.delenv(NO_NUMPY_QUERY_ENV)
+    monkeypatch.setenv(NO_ONNX_ENV, "1")  # the pack is part of the export: off with it
+    assert isinstance(load_query_embedder(None), SentenceTransformerEmbedder)
+    monkeypatch.delenv(NO_ONNX_ENV)
+    copy = _export_copy(tmp_path, pack=True)
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
+    assert isinstance(load_query_embedder(None), NumpyBertEmbedder)
+    size = (copy / PACK_FILE).stat().st_size
+    (copy / PACK_FILE).unlink()
+    (copy / PACK_FILE).write_bytes(b"\0" * (size - 4))  # truncated: size check
+    assert isinstance(load_query_embedder(None), OnnxEmbedder)
+    info = json.loads((copy / PACK_INFO).read_text())
+    (copy / PACK_INFO).unlink()
+    (copy / PACK_INFO).write_text(json.dumps({**info, "fingerprint": "0" * 32}))
+    assert isinstance(load_query_embedder(None), OnnxEmbedder)
+
+
+def test_numpy_pack_is_written_only_when_it_matches(
+    cache_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = _export_copy(tmp_path, pack=False)
+    info = read_export_info(copy, copy.name)
+    assert info is not None
+    monkeypatch.setattr(numpy_bert, "PACK_MIN_COSINE", 1.000001)  # nothing can pass
+    note = prepare_numpy_pack(copy, info, default_model_dir())
+    assert note.startswith("not used (min cosine ") and "below 1.000001" in note, note
+    assert sorted(p.name for p in copy.iterdir()) == ["export.json", "model.onnx",
+                                                       "tokenizer.json"]
+    monkeypatch.undo()
+    assert prepare_numpy_pack(copy, info, default_model_dir()).startswith("written")
+    assert prepare_numpy_pack(copy, info, default_model_dir()) == "cached"
+    assert not [p for p in copy.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_numpy_pack_skips_models_it_cannot_run(cache_env: Path, tmp_path: Path) -> None:
+    copy = _export_copy(tmp_path, pack=False)
+    info = read_export_info(copy, copy.name)
+    assert info is not None
+    model = tmp_path / "model"
+    model.mkdir()
+    cfg = json.loads((default_model_dir() / "config.json").read_text())
+    for change, why in (({"model_type": "roberta"}, "roberta/gelu is not BERT/gelu"),
+                        ({"position_embedding_type": "relative_key"},
+                         "only absolute position embeddings"),
+                        ({}, "no model.safetensors")):
+        (model / "config.json").write_text(json.dumps({**cfg, **change}))
+        assert prepare_numpy_pack(copy, info, model) == f"not used ({why})"
+    (model / "config.json").write_text("{not json")
+    assert prepare_numpy_pack(copy, info, model).startswith("not used (no readable config.json")
+    assert sorted(p.name for p in copy.iterdir()) == ["export.json", "model.onnx",
+                                                       "tokenizer.json"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lakevec.embed.base import Embedder
 from lakevec.embed.hashing import HashEmbedder, is_hash_spec
 from lakevec.embed.models import model_fingerprint, model_id_for, resolve_model_dir
+from lakevec.embed.numpy_bert import open_numpy
 from lakevec.embed.onnx import open_export
 from lakevec.embed.precision import resolve_precision
 from lakevec.embed.sentence import SentenceTransformerEmbedder
@@ -31,19 +32,26 @@ def load_embedder(spec: str | None = None, *, precision: str = DEFAULT_PRECISION
     return SentenceTransformerEmbedder(spec, precision=resolve_precision(precision))
 
 
-def load_query_embedder(spec: str | None = None) -> Embedder:
-    """The embedder for queries: the model's ONNX export if one exists, else the model.
+def load_query_embedder(spec: str | None = None, *, long_lived: bool = False) -> Embedder:
+    """The embedder for queries: the export's numpy pack, its ONNX graph, else the model.
 
-    The ONNX path imports onnxruntime and tokenizers only (no torch), which
-    keeps a fresh ``lakevec search`` well under two seconds; without a usable
-    export this falls back to sentence-transformers in fp32.
+    Neither export path imports torch. The numpy pack (BERT encoders) needs
+    only numpy and tokenizers, which keeps a fresh ``lakevec search`` near
+    its import floor; the ONNX graph adds onnxruntime (~0.3 s to open).
+    Without a usable export this falls back to sentence-transformers in fp32.
+    ``long_lived`` (a server): start on the ONNX graph, whose opening cost is
+    paid once and which is faster on long texts and batches.
     """
     spec = spec or DEFAULT_MODEL
     if is_hash_spec(spec):
         return HashEmbedder.from_spec(spec)
     model_dir = resolve_model_dir(spec)
     fingerprint = model_fingerprint(model_dir)
-    onnx = open_export(spec, model_id_for(spec, model_dir), fingerprint)
+    model_id = model_id_for(spec, model_dir)
+    fast = None if long_lived else open_numpy(spec, model_id, fingerprint)
+    if fast is not None:
+        return fast
+    onnx = open_export(spec, model_id, fingerprint)
     if onnx is not None:
         return onnx
     return SentenceTransformerEmbedder(spec, precision="fp32", fingerprint=fingerprint)

@@ -165,14 +165,12 @@ def remove_stale_exports(root: Path | None = None) -> list[Path]:
     return removed
 
 
-class OnnxEmbedder(ChunkedEncoder):
-    """Embeds with onnxruntime + tokenizers from an export; never imports torch.
+class ExportEncoder(ChunkedEncoder):
+    """Tokenises like sentence-transformers with an export's ``tokenizer.json``.
 
-    ``model_file`` picks the graph inside the export directory (the fp32
-    export, or the int8 model derived from it); ``min_cosine`` is how closely
-    that graph's vectors were verified to match sentence-transformers fp32.
-    Queries keep ``throughput=False`` (no busy-waiting worker threads); bulk
-    embedding in a build sets it to let ONNX Runtime spin between batches.
+    Subclasses run the model on the token arrays (:meth:`_run`): ONNX Runtime
+    here, numpy in :mod:`lakevec.embed.numpy_bert`. ``min_cosine`` is how
+    closely their vectors were verified to match sentence-transformers fp32.
     """
 
     backend: str = "onnx"
@@ -184,13 +182,9 @@ class OnnxEmbedder(ChunkedEncoder):
         target: Path,
         info: ExportInfo,
         *,
-        model_file: str = MODEL_FILE,
         precision: str = "fp32",
         min_cosine: float | None = None,
-        throughput: bool = False,
-        preoptimized: bool = False,
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.spec = spec
@@ -201,22 +195,6 @@ class OnnxEmbedder(ChunkedEncoder):
         self.export_dir = target
         self.info = info
         self.min_cosine = info.min_cosine if min_cosine is None else min_cosine
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
-        if not throughput:
-            # No busy-waiting worker threads: queries are single, latency-bound
-            # calls, and spinning threads steal the CPU from the rest of the
-            # process (HNSW search, a server's other requests).
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if preoptimized:
-            # Optimised when it was written; prepacking weights pays off over
-            # many batches, not for one query.
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            opts.add_session_config_entry("session.disable_prepacking", "1")
-        self._session = ort.InferenceSession(
-            str(target / model_file), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-        self._inputs = {i.name for i in self._session.get_inputs()}
         tok = Tokenizer.from_file(str(target / TOKENIZER_FILE))
         # Match sentence-transformers: truncate at max_seq_length, pad to the
         # longest text of the batch (tokenizer.json itself may pad to 128).
@@ -239,6 +217,10 @@ class OnnxEmbedder(ChunkedEncoder):
         """Characters of a text handed to the tokenizer (see :func:`clip_text`)."""
         return window_chars(self.info.max_seq_length)
 
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Pooled (not necessarily normalised) vectors of one tokenised batch."""
+        raise NotImplementedError
+
     def encode_batch(
         self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> Vectors:
@@ -255,8 +237,7 @@ class OnnxEmbedder(ChunkedEncoder):
                 "attention_mask": np.asarray([e.attention_mask for e in enc], dtype=np.int64),
                 "token_type_ids": np.asarray([e.type_ids for e in enc], dtype=np.int64),
             }
-            result = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})
-            out[start : start + len(batch)] = result[0]
+            out[start : start + len(batch)] = self._run(feed)
         # The graph normalises already; re-normalising in numpy is cheap and
         # keeps exported models without a Normalize module consistent too.
         return normalize(out)
@@ -266,7 +247,57 @@ class OnnxEmbedder(ChunkedEncoder):
         return self._dim
 
     def _label(self) -> str:
-        return f"embedding (onnx {self.precision})"
+        return f"embedding ({self.backend} {self.precision})"
+
+
+class OnnxEmbedder(ExportEncoder):
+    """Embeds with onnxruntime + tokenizers from an export; never imports torch.
+
+    ``model_file`` picks the graph inside the export directory (the fp32
+    export, or the int8 model derived from it). Queries keep
+    ``throughput=False`` (no busy-waiting worker threads); bulk embedding in a
+    build sets it to let ONNX Runtime spin between batches.
+    """
+
+    backend: str = "onnx"
+
+    def __init__(
+        self,
+        spec: str,
+        model_id: str,
+        target: Path,
+        info: ExportInfo,
+        *,
+        model_file: str = MODEL_FILE,
+        precision: str = "fp32",
+        min_cosine: float | None = None,
+        throughput: bool = False,
+        preoptimized: bool = False,
+    ) -> None:
+        import onnxruntime as ort
+
+        super().__init__(spec, model_id, target, info, precision=precision,
+                         min_cosine=min_cosine)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        if not throughput:
+            # No busy-waiting worker threads: queries are single, latency-bound
+            # calls, and spinning threads steal the CPU from the rest of the
+            # process (HNSW search, a server's other requests).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if preoptimized:
+            # Optimised when it was written; prepacking weights pays off over
+            # many batches, not for one query.
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            opts.add_session_config_entry("session.disable_prepacking", "1")
+        self._session = ort.InferenceSession(
+            str(target / model_file), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        result = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})
+        return np.asarray(result[0])
 
 
 def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | None:
@@ -277,6 +308,17 @@ def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | No
     info = read_export_info(target, fingerprint)
     if info is None:
         return None
+    return open_graph(spec, model_id, target, info)
+
+
+def open_graph(
+    spec: str, model_id: str, target: Path, info: ExportInfo,
+    *, instead: str = "sentence-transformers",
+) -> OnnxEmbedder | None:
+    """The export's graph at ``target`` (pre-optimised copy first), or None if unusable.
+
+    ``instead`` names what the caller uses when the graph is unusable (for the note).
+    """
     try:
         if (target / QUERY_FILE).is_file():
             try:
@@ -292,8 +334,7 @@ def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | No
     except Exception as exc:  # noqa: BLE001 — onnxruntime raises its own types for a bad graph
         # A damaged export must not stop a search: say so and use the model.
         print(
-            f"note: ONNX query model {target} is unusable ({exc}); "
-            "using sentence-transformers instead",
+            f"note: ONNX query model {target} is unusable ({exc}); using {instead} instead",
             file=sys.stderr,
         )
         return None

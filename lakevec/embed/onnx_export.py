@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lakevec.embed.numpy_bert import prepare_numpy_pack
 from lakevec.embed.onnx import (
     INFO_FILE,
     MIN_COSINE,
@@ -194,7 +195,8 @@ def ensure_export(embedder: SentenceTransformerEmbedder, *, progress: bool = Fal
     remove_stale_exports(target.parent)
     if (cached := read_export_info(target, embedder.fingerprint)) is not None:
         prepare_query_model(target, cached)  # exports made before it existed get it too
-        return f"ONNX query model: {target} (cached)"
+        pack = prepare_numpy_pack(target, cached, embedder.model_dir)
+        return f"ONNX query model: {target} (cached); numpy pack: {pack}"
     if progress:
         print(f"exporting ONNX query model to {target} ...", file=sys.stderr)
     try:
@@ -207,4 +209,6 @@ def ensure_export(embedder: SentenceTransformerEmbedder, *, progress: bool = Fal
             "queries will load sentence-transformers"
         )
     prepare_query_model(target, info)
-    return f"ONNX query model: {target} (exported, min cosine {info.min_cosine:.6f})"
+    pack = prepare_numpy_pack(target, info, embedder.model_dir)
+    return (f"ONNX query model: {target} (exported, min cosine {info.min_cosine:.6f}; "
+            f"numpy pack: {pack})")

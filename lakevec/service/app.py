@@ -181,7 +181,7 @@ def create_app(
         if embedder is None:
             manifest = read_manifest(current_snapshot_dir(settings.index_dir))
             # The model is checked against the snapshot by the holder's load.
-            embedder = load_query_embedder(settings.model or manifest.model.spec)
+            embedder = load_query_embedder(settings.model or manifest.model.spec, long_lived=True)
         holder = SnapshotHolder(
             settings.index_dir, embedder, poll_interval=settings.poll_interval,
             checksums=settings.checksums, clock=clock, policy=policy,

@@ -6,8 +6,10 @@ medians over rounds and the median of the per-round ratios lakevec / seed.
 Commands:
 
 * ``lakevec --version`` and ``lakevec --help`` (the import floor);
-* ``lakevec replay --dry-run`` (default retriever, hybrid: ONNX query model +
-  HNSW + BM25) and ``--retriever jaccard`` (the seed's retrieval) on each corpus;
+* ``lakevec replay --dry-run`` (default retriever, hybrid: query model + HNSW +
+  BM25), the same with ``LAKEVEC_NO_NUMPY_QUERY=1`` (query model on ONNX
+  Runtime instead of the numpy pack) and ``--retriever jaccard`` (the seed's
+  retrieval) on each corpus;
 * the seed's dry run on the same corpus and task (``seed_runner.py`` makes a
   runnable copy from ../shared/seeds at run time, outside the repo): bun, and
   node on an esbuild bundle — with the environment's ``NODE_EXTRA_CA_CERTS``
@@ -18,7 +20,8 @@ Corpora (``--corpora``): ``60`` — the repo's sample (exports/rag/playbooks.jso
 with an index built by ``lakevec build-index`` (real model); ``53k`` —
 ../shared/data/scale/corpus-53k.jsonl converted to playbook records under
 ``.bench/root-53k`` (see standin_index.py for its index). The query model is
-the real ONNX export in both.
+the real model's export (numpy pack, or ONNX) in both. lakevec's own modules are
+byte-compiled first, as ``scripts/setup.sh`` does (an editable install is not).
 
     python scripts/bench/bench_coldstart.py --rounds 7 --seed-tools /tmp/seedrt/node_modules/.bin
 """
@@ -85,6 +88,9 @@ def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, s
         replay = [*exe, "--root", str(root), "replay", "--dry-run", "--task", TASK,
                   "--index", str(index)]
         cmds[f"{corpus}: lakevec replay --dry-run (hybrid)"] = (replay, {})
+        if corpus in args.onnx.split(","):
+            cmds[f"{corpus}: lakevec replay --dry-run (hybrid, ONNX Runtime query model)"] = (
+                replay, {"LAKEVEC_NO_NUMPY_QUERY": "1"})
         if corpus in args.jaccard.split(","):
             cmds[f"{corpus}: lakevec replay --dry-run --retriever jaccard"] = (
                 [*replay, "--retriever", "jaccard"], {})
@@ -118,10 +124,15 @@ def main() -> None:
     ap.add_argument("--index-53k", type=Path, default=None)
     ap.add_argument("--jaccard", default="60",
                     help="corpora to also time --retriever jaccard on (53k: ~10x the seed's time)")
+    ap.add_argument("--onnx", default="60,53k",
+                    help="corpora to also time with LAKEVEC_NO_NUMPY_QUERY=1 (the query model "
+                    "on ONNX Runtime instead of the numpy pack)")
     ap.add_argument("--seed-tools", type=Path, default=None,
                     help="directory holding bun and esbuild (e.g. node_modules/.bin)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "lakevec")], check=True,
+                   stdout=subprocess.DEVNULL)
     cmds = commands(args)
     for argv, env in cmds.values():  # warm-up: page cache, ONNX export, bytecode
         run_once(argv, env)
