@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lakevec.embed.onnx import (
-    ExportInfo,
-    export_dir,
-    exports_root,
-    pid_alive,
-    remove_stale_exports,
-)
+from lakevec.embed.leftovers import pid_alive, remove_stale_exports
+from lakevec.embed.onnx import ExportInfo, export_dir, exports_root
 from lakevec.embed.onnx_export import ensure_export
 from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.settings import CACHE_DIR_ENV

@@ -28,6 +28,7 @@ from lakevec.embed.numpy_bert import (
     read_pack_info,
 )
 from lakevec.embed.onnx import (
+    REFERENCE_FILE,
     ExportEncoder,
     OnnxEmbedder,
     export_dir,
@@ -244,8 +245,10 @@ def test_failed_export_still_removes_dead_leftovers(
 def test_numpy_pack_is_verified_and_matches_both_references(cache_env: Path) -> None:
     fp = SentenceTransformerEmbedder().fingerprint
     pack = read_pack_info(export_dir(fp), fp)
-    assert pack is not None and pack.cosine_to_export >= PACK_MIN_COSINE
-    assert 0.999 <= pack.min_cosine <= pack.cosine_to_export
+    assert pack is not None and pack.verified_cosine >= PACK_MIN_COSINE
+    # The export saved torch's own vectors: the pack was checked against them directly.
+    assert pack.verified_against == "sentence-transformers"
+    assert 0.999 <= pack.min_cosine <= pack.verified_cosine
     query = load_query_embedder(None)
     assert isinstance(query, NumpyBertEmbedder) and query.equivalence_cosine == pack.min_cosine
     info = read_export_info(export_dir(fp), fp)
@@ -300,13 +303,15 @@ def test_numpy_cls_pooling_matches_the_transformer(cache_env: Path) -> None:
     assert (hidden * cls.encode_batch(TEXTS)).sum(1).min() >= 0.9999
 
 
-def _export_copy(tmp_path: Path, *, pack: bool) -> Path:
-    """A copy of the verified export under tmp_path/onnx, with or without its numpy pack."""
+def _export_copy(tmp_path: Path, *, pack: bool, reference: bool = False) -> Path:
+    """A copy of the verified export under tmp_path/onnx, with or without its numpy pack
+    and torch's saved vectors (exports made before the pack have none)."""
     fp = SentenceTransformerEmbedder().fingerprint
     src, dst = export_dir(fp), tmp_path / "onnx" / fp
     dst.mkdir(parents=True)
     names = ["export.json", "tokenizer.json", "model.onnx"]
-    for name in names + ([PACK_FILE, PACK_INFO] if pack else []):
+    names += [PACK_FILE, PACK_INFO] if pack else []
+    for name in names + ([REFERENCE_FILE] if reference else []):
         (dst / name).symlink_to(src / name)
     return dst
 
@@ -333,19 +338,31 @@ def test_numpy_pack_disabled_or_damaged_falls_back_to_onnx(
     assert isinstance(load_query_embedder(None), OnnxEmbedder)
 
 
+@pytest.mark.parametrize("reference", [True, False])
 def test_numpy_pack_is_written_only_when_it_matches(
-    cache_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: bool
 ) -> None:
-    copy = _export_copy(tmp_path, pack=False)
+    """Checked against torch's saved vectors, or (older exports) the ONNX graph."""
+    copy = _export_copy(tmp_path, pack=False, reference=reference)
     info = read_export_info(copy, copy.name)
     assert info is not None
+    base = sorted(p.name for p in copy.iterdir())
+    # A killed build's half-written pack goes; a live writer's stays.
+    dead = copy / f".tmp-{_dead_pid()}-0badc0de-{PACK_FILE}"
+    live = copy / f".tmp-{os.getpid()}-0badc0de-{PACK_FILE}"
+    dead.write_bytes(b"\0" * 64)
+    live.write_bytes(b"\0" * 64)
     monkeypatch.setattr(numpy_bert, "PACK_MIN_COSINE", 1.000001)  # nothing can pass
     note = prepare_numpy_pack(copy, info, default_model_dir())
-    assert note.startswith("not used (min cosine ") and "below 1.000001" in note, note
-    assert sorted(p.name for p in copy.iterdir()) == ["export.json", "model.onnx",
-                                                       "tokenizer.json"]
+    against = "sentence-transformers" if reference else "the ONNX export"
+    assert note.startswith("not used (min cosine ") and f"to {against}, below 1.000001" in note
+    assert sorted(p.name for p in copy.iterdir()) == sorted([live.name, *base])
+    live.unlink()
     monkeypatch.undo()
-    assert prepare_numpy_pack(copy, info, default_model_dir()).startswith("written")
+    assert prepare_numpy_pack(copy, info, default_model_dir()).endswith(f" to {against})")
+    pack = read_pack_info(copy, copy.name)
+    assert pack is not None and pack.verified_against == against
+    assert pack.verified_cosine >= PACK_MIN_COSINE and pack.min_cosine >= 0.999
     assert prepare_numpy_pack(copy, info, default_model_dir()) == "cached"
     assert not [p for p in copy.iterdir() if p.name.startswith(".tmp-")]
 

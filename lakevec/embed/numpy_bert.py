@@ -10,9 +10,11 @@ copied, only the token rows it uses are read) and runs the forward pass.
 
 The pack is derived from the model's ``model.safetensors`` (parsed here,
 without the safetensors package) and installed only when its vectors match
-the verified ONNX export (cosine >= :data:`PACK_MIN_COSINE` on
-:data:`~lakevec.embed.onnx.VERIFY_TEXTS`, batched and one by one). Other
-architectures, or a model without safetensors, keep the ONNX path::
+sentence-transformers' own, saved by the export (cosine >=
+:data:`PACK_MIN_COSINE` on :data:`~lakevec.embed.onnx.VERIFY_TEXTS`, batched
+and one by one); exports made before those were saved check against the
+verified ONNX graph instead. Other architectures, or a model without
+safetensors, keep the ONNX path::
 
     onnx/<fingerprint>/
       bert-fp32.bin   every weight, float32, 64-byte aligned
@@ -34,7 +36,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lakevec.embed.leftovers import remove_stale_temp_files
 from lakevec.embed.onnx import (
+    REFERENCE_FILE,
     VERIFY_TEXTS,
     ExportEncoder,
     ExportInfo,
@@ -81,6 +85,10 @@ _EMBED = (
 )
 
 
+#: Tensor name -> (offset in float32 elements, shape) inside the pack file.
+Layout = dict[str, tuple[int, tuple[int, ...]]]
+
+
 class BertPackInfo(BaseModel):
     """What ``bert.json`` records about one numpy weight pack."""
 
@@ -92,10 +100,10 @@ class BertPackInfo(BaseModel):
     heads: int
     layer_norm_eps: float
     pack_bytes: int
-    # name -> (offset in float32 elements, shape)
-    tensors: dict[str, tuple[int, tuple[int, ...]]]
-    cosine_to_export: float  # min cosine to the ONNX export on the verification texts
-    min_cosine: float  # guaranteed bound to sentence-transformers fp32 (both angles added)
+    tensors: Layout
+    verified_against: str  # "sentence-transformers" (its saved vectors) or "the ONNX export"
+    verified_cosine: float  # min cosine to that reference on the verification texts
+    min_cosine: float  # bound to sentence-transformers fp32 (angles added via the export)
 
 
 class UnsupportedModel(Exception):
@@ -274,48 +282,84 @@ def _bound(a: float, b: float) -> float:
     return math.floor(math.cos(min(angle, math.pi)) * 1e6) / 1e6  # rounded down: a bound
 
 
+def _write_pack(arrays: dict[str, np.ndarray], path: Path) -> Layout:
+    """Write the arrays as one aligned float32 file; their (offset, shape) by name."""
+    tensors: Layout = {}
+    with path.open("wb") as fh:
+        for name, arr in arrays.items():
+            fh.write(b"\0" * ((-fh.tell()) % _ALIGN))
+            tensors[name] = (fh.tell() // 4, tuple(int(d) for d in arr.shape))
+            fh.write(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+    return tensors
+
+
+def _reference(target: Path, info: ExportInfo) -> tuple[np.ndarray, str, float] | None:
+    """(vectors of VERIFY_TEXTS, what made them, that encoder's own min cosine to torch).
+
+    sentence-transformers' own vectors when the export saved them; else the
+    ONNX graph's, one text per call (a batch of all of them at 256 tokens would
+    grow ONNX Runtime's arena by ~0.5 GB in what may be a cron reindex).
+    """
+    try:
+        saved = np.load(target / REFERENCE_FILE, allow_pickle=False)
+    except (OSError, ValueError):
+        saved = None
+    if saved is not None and saved.shape == (len(VERIFY_TEXTS), info.dimension):
+        return saved.astype(np.float32), "sentence-transformers", 1.0
+    graph = open_graph(info.fingerprint, info.model_id, target, info, instead="ONNX")
+    if graph is None:
+        return None
+    return np.vstack([graph.encode_batch([t]) for t in VERIFY_TEXTS]), "the ONNX export", (
+        info.min_cosine)
+
+
 def prepare_numpy_pack(target: Path, info: ExportInfo, model_dir: Path) -> str:
     """Write the pack beside the export unless present; a short note on what happened.
 
-    Build time only (readers never write). Installed only when it matches the
-    export at :data:`PACK_MIN_COSINE`; never raises: queries use ONNX then.
+    Build time only (readers never write). Installed only when its vectors
+    match the reference (:func:`_reference`) at :data:`PACK_MIN_COSINE`,
+    batched and one by one; never raises: queries use ONNX otherwise.
     """
+    remove_stale_temp_files(target)
     if read_pack_info(target, info.fingerprint) is not None:
         return "cached"
     tag = f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     tmp_bin, tmp_info = target / f"{tag}-{PACK_FILE}", target / f"{tag}-{PACK_INFO}"
+    installed = False
     try:
         arrays, layers, heads, eps = _pack_arrays(model_dir)
-        tensors: dict[str, tuple[int, tuple[int, ...]]] = {}
-        with tmp_bin.open("wb") as fh:
-            for name, arr in arrays.items():
-                pad = (-fh.tell()) % _ALIGN
-                fh.write(b"\0" * pad)
-                tensors[name] = (fh.tell() // 4, tuple(int(d) for d in arr.shape))
-                fh.write(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+        tensors = _write_pack(arrays, tmp_bin)
+        del arrays
         pack = BertPackInfo(fingerprint=info.fingerprint, layers=layers, heads=heads,
                             layer_norm_eps=eps, pack_bytes=tmp_bin.stat().st_size,
-                            tensors=tensors, cosine_to_export=0.0, min_cosine=0.0)
+                            tensors=tensors, verified_against="", verified_cosine=0.0,
+                            min_cosine=0.0)
         os.replace(tmp_bin, target / PACK_FILE)  # unused until bert.json names it
+        reference = _reference(target, info)
+        if reference is None:
+            return "not written (the ONNX export does not open)"
+        want, against, ref_cosine = reference
         fast = NumpyBertEmbedder(info.fingerprint, info.model_id, target, info, pack,
                                  max_tokens=None)
-        ref = OnnxEmbedder(info.fingerprint, info.model_id, target, info)
         texts = list(VERIFY_TEXTS)
-        want = ref.encode_batch(texts)
         single = np.vstack([fast.encode_batch([t]) for t in texts])
-        worst = float(min((want * fast.encode_batch(texts)).sum(1).min(),
+        worst = float(min((want * fast.encode_batch(texts, batch_size=4)).sum(1).min(),
                           (want * single).sum(1).min()))
         if worst < PACK_MIN_COSINE:
-            (target / PACK_FILE).unlink(missing_ok=True)
-            return f"not used (min cosine {worst:.7f} to the ONNX export, below {PACK_MIN_COSINE})"
-        pack = pack.model_copy(update={"cosine_to_export": math.floor(worst * 1e7) / 1e7,
-                                       "min_cosine": _bound(worst, info.min_cosine)})
+            return (f"not used (min cosine {worst:.7f} to {against}, "
+                    f"below {PACK_MIN_COSINE})")
+        pack = pack.model_copy(update={
+            "verified_against": against,
+            "verified_cosine": math.floor(min(worst, 1.0) * 1e7) / 1e7,
+            "min_cosine": _bound(worst, ref_cosine),
+        })
         tmp_info.write_text(pack.model_dump_json(indent=2), encoding="utf-8")
         fsync_path(target / PACK_FILE)
         fsync_path(tmp_info)
         os.replace(tmp_info, target / PACK_INFO)
         fsync_path(target)
-        return f"written (min cosine {worst:.7f} to the ONNX export)"
+        installed = True
+        return f"written (min cosine {worst:.7f} to {against})"
     except UnsupportedModel as exc:
         return f"not used ({exc})"
     except Exception as exc:  # noqa: BLE001 — an optimisation only: queries use ONNX then
@@ -323,3 +367,5 @@ def prepare_numpy_pack(target: Path, info: ExportInfo, model_dir: Path) -> str:
     finally:
         tmp_bin.unlink(missing_ok=True)
         tmp_info.unlink(missing_ok=True)
+        if not installed and read_pack_info(target, info.fingerprint) is None:
+            (target / PACK_FILE).unlink(missing_ok=True)  # never left without its info

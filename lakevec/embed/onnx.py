@@ -14,6 +14,8 @@ texts) and only then moved into place, atomically::
         tokenizer.json  the model's fast tokenizer
         export.json     ExportInfo: what was exported and how well it matched
         model-query.onnx  model.onnx pre-optimised for fast opening (build time, verified)
+        reference.npy   sentence-transformers' vectors of VERIFY_TEXTS (exports since the pack)
+        bert-fp32.bin, bert.json  the numpy query model (lakevec.embed.numpy_bert)
         model-int8.onnx, int8.json  int8 weights for bulk embedding (lakevec.embed.onnx_quant)
       onnx/.tmp-<pid>-<hex>/   an export in progress (removed once its process is gone)
 
@@ -27,8 +29,6 @@ This module must not import torch at module level, nor the torch embedder
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lakevec.embed.base import ChunkedEncoder, Vectors, clip_text, normalize, window_chars
+from lakevec.embed.leftovers import remove_stale_temp_files
 from lakevec.files import TMP_PREFIX
 from lakevec.settings import DEFAULT_BATCH_SIZE, NO_ONNX_ENV, cache_root, env_flag
 
@@ -51,9 +52,9 @@ TOKENIZER_FILE = "tokenizer.json"
 # CPU-specific kernels) already applied: queries load it with optimisation
 # and weight prepacking off, ~30 % faster to open (docs/BENCHMARKS.md).
 QUERY_FILE = "model-query.onnx"
-# An export in progress: f"{TMP_PREFIX}{pid}-{random hex}" beside the exports.
-_TMP_DIR = re.compile(rf"{re.escape(TMP_PREFIX)}(\d+)-[0-9a-f]+")
-
+# sentence-transformers' fp32 vectors of VERIFY_TEXTS, saved by the export so
+# derived models (the numpy pack) are checked against torch without loading it.
+REFERENCE_FILE = "reference.npy"
 # Verification texts: short and long (past the 256-token truncation), mixed
 # case, punctuation, non-ASCII and code, so tokenizer settings must match too.
 VERIFY_TEXTS = (
@@ -124,45 +125,6 @@ def read_export_info(target: Path, fingerprint: str) -> ExportInfo | None:
     if info.fingerprint != fingerprint or size != info.onnx_bytes or not has_tokenizer:
         return None
     return info
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (True when that cannot be ruled out)."""
-    if pid <= 0:
-        return True  # not a pid we write; never treat it as dead
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists but belongs to another user
-        return True
-    return True
-
-
-def remove_stale_exports(root: Path | None = None) -> list[Path]:
-    """Delete temporary export directories whose process has died; the removed paths.
-
-    A build killed during the export leaves its ``.tmp-<pid>-<hex>``
-    directory (~90 MB) behind. A directory of a live process (an export in
-    progress) is never touched; a dead build's pid reused by a new process
-    only delays the removal. Never raises.
-    """
-    root = exports_root() if root is None else root
-    removed = []
-    try:
-        children = list(root.iterdir())
-    except OSError:
-        return []
-    for child in children:
-        match = _TMP_DIR.fullmatch(child.name)
-        if match is None or child.is_symlink() or not child.is_dir():
-            continue
-        if pid_alive(int(match.group(1))):
-            continue
-        shutil.rmtree(child, ignore_errors=True)
-        if not child.exists():
-            removed.append(child)
-    return removed
 
 
 class ExportEncoder(ChunkedEncoder):
@@ -346,6 +308,7 @@ def prepare_query_model(target: Path, info: ExportInfo) -> bool:
     Installed only when its vectors equal the export's on :data:`VERIFY_TEXTS`
     (cosine >= 0.99999). Build time only (readers never write); never raises.
     """
+    remove_stale_temp_files(target)
     if (target / QUERY_FILE).is_file():
         return True
     import secrets

@@ -19,12 +19,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lakevec.embed.leftovers import remove_stale_exports
 from lakevec.embed.numpy_bert import prepare_numpy_pack
 from lakevec.embed.onnx import (
     INFO_FILE,
     MIN_COSINE,
     MODEL_FILE,
     OPSET,
+    REFERENCE_FILE,
     TOKENIZER_FILE,
     VERIFY_TEXTS,
     ExportInfo,
@@ -32,7 +34,6 @@ from lakevec.embed.onnx import (
     export_dir,
     prepare_query_model,
     read_export_info,
-    remove_stale_exports,
 )
 from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.errors import ExportError
@@ -167,6 +168,9 @@ def export_model(
             )
         info = info.model_copy(update={"min_cosine": round(worst, 6)})
         (tmp / INFO_FILE).write_text(info.model_dump_json(indent=2), encoding="utf-8")
+        if tuple(texts) == VERIFY_TEXTS:
+            np.save(tmp / REFERENCE_FILE, ref.astype(np.float32), allow_pickle=False)
+            fsync_path(tmp / REFERENCE_FILE)
         for name in (MODEL_FILE, TOKENIZER_FILE, INFO_FILE):
             fsync_path(tmp / name)
         if target.exists():

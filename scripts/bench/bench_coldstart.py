@@ -5,7 +5,8 @@ round), so lakevec and the seed see the same machine state; the table gives
 medians over rounds and the median of the per-round ratios lakevec / seed.
 Commands:
 
-* ``lakevec --version`` and ``lakevec --help`` (the import floor);
+* ``lakevec --version`` and ``lakevec --help`` (the import floor), and two
+  floors below lakevec: ``python -c pass`` and ``python -c 'import numpy'``;
 * ``lakevec replay --dry-run`` (default retriever, hybrid: query model + HNSW +
   BM25), the same with ``LAKEVEC_NO_NUMPY_QUERY=1`` (query model on ONNX
   Runtime instead of the numpy pack) and ``--retriever jaccard`` (the seed's
@@ -74,6 +75,9 @@ def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, s
     cmds: dict[str, tuple[list[str], dict[str, str | None]]] = {
         "lakevec --version": ([*exe, "--version"], {}),
         "lakevec --help": ([*exe, "--help"], {}),
+        # Floors: the interpreter alone, and numpy (any dense or BM25 query needs it).
+        "floor: python -c pass": ([sys.executable, "-c", "pass"], {}),
+        "floor: python -c 'import numpy'": ([sys.executable, "-c", "import numpy"], {}),
     }
     seed = make_seed_runner(args.seed_tools)
     print(f"seed copy in {seed.workdir}", file=sys.stderr)
@@ -151,9 +155,12 @@ def main() -> None:
     for name, ts in times.items():
         rows[name] = {"median_s": round(median(ts), 3), "min_s": round(min(ts), 3),
                       "max_s": round(max(ts), 3)}
+    smallest = args.corpora.split(",")[0]
     for name in times:
         corpus, _, what = name.partition(": ")
-        if not what.startswith("lakevec"):
+        if corpus == "floor":  # compared with the seed on the first (smallest) corpus
+            corpus = smallest
+        elif not what.startswith("lakevec"):
             continue
         for seed_name in times:
             if seed_name.startswith(f"{corpus}: seed"):
