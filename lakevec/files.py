@@ -10,6 +10,16 @@ from pathlib import Path
 TMP_PREFIX = ".tmp-"
 
 
+def owned_temp_name(name: str = "") -> str:
+    """``.tmp-<pid>-<hex>[-name]``: a temp name that says which process owns it.
+
+    Leftovers of dead builds are removed by :mod:`lakevec.embed.leftovers`
+    (by pid) and :func:`lakevec.index.layout.clean_leftovers` (under the lock).
+    """
+    tag = f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{tag}-{name}" if name else tag
+
+
 def fsync_path(path: Path) -> None:
     """fsync a file or directory by path (a directory fsync makes renames in it durable)."""
     fd = os.open(path, os.O_RDONLY)

@@ -6,7 +6,7 @@ from lakevec.embed.base import Embedder
 from lakevec.embed.hashing import HashEmbedder, is_hash_spec
 from lakevec.embed.models import model_fingerprint, model_id_for, resolve_model_dir
 from lakevec.embed.numpy_bert import open_numpy
-from lakevec.embed.onnx import open_export
+from lakevec.embed.onnx import open_graph, usable_export
 from lakevec.embed.precision import resolve_precision
 from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.settings import DEFAULT_MODEL, DEFAULT_PRECISION
@@ -48,10 +48,9 @@ def load_query_embedder(spec: str | None = None, *, long_lived: bool = False) ->
     model_dir = resolve_model_dir(spec)
     fingerprint = model_fingerprint(model_dir)
     model_id = model_id_for(spec, model_dir)
-    fast = None if long_lived else open_numpy(spec, model_id, fingerprint)
-    if fast is not None:
-        return fast
-    onnx = open_export(spec, model_id, fingerprint)
-    if onnx is not None:
-        return onnx
+    if (found := usable_export(fingerprint)) is not None:
+        fast = None if long_lived else open_numpy(spec, model_id, *found)
+        encoder = fast or open_graph(spec, model_id, *found)
+        if encoder is not None:
+            return encoder
     return SentenceTransformerEmbedder(spec, precision="fp32", fingerprint=fingerprint)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import struct
 import sys
 import threading
@@ -36,6 +35,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lakevec.embed.base import Vectors
 from lakevec.embed.leftovers import remove_stale_temp_files
 from lakevec.embed.onnx import (
     REFERENCE_FILE,
@@ -43,12 +43,11 @@ from lakevec.embed.onnx import (
     ExportEncoder,
     ExportInfo,
     OnnxEmbedder,
-    export_dir,
+    agreement,
     open_graph,
-    read_export_info,
 )
-from lakevec.files import TMP_PREFIX, fsync_path
-from lakevec.settings import NO_NUMPY_QUERY_ENV, NO_ONNX_ENV, env_flag
+from lakevec.files import fsync_path, owned_temp_name
+from lakevec.settings import NO_NUMPY_QUERY_ENV, env_flag
 
 PACK_FORMAT = 1
 PACK_FILE = "bert-fp32.bin"
@@ -56,8 +55,8 @@ PACK_INFO = "bert.json"
 # The same arithmetic in another order: anything below this is a bug, not rounding.
 PACK_MIN_COSINE = 0.99999
 # Tokens (batch x padded length) one call runs in numpy: one query at the
-# default model's window. numpy is ~1.4x faster than ONNX Runtime for a short
-# query but ~2.4x slower at 256 tokens and ~4x on a batch of 32 queries
+# default model's window. numpy is ~1.2x faster than ONNX Runtime for a short
+# query but ~1.8x slower at 256 tokens and ~3.3x on a batch of 32 queries
 # (docs/BENCHMARKS.md), so larger calls open the ONNX graph once and use it.
 NUMPY_MAX_TOKENS = 256
 _ALIGN = 64
@@ -87,6 +86,8 @@ _EMBED = (
 
 #: Tensor name -> (offset in float32 elements, shape) inside the pack file.
 Layout = dict[str, tuple[int, tuple[int, ...]]]
+#: What the pack's vectors were checked against.
+Reference = Literal["sentence-transformers", "the ONNX export"]
 
 
 class BertPackInfo(BaseModel):
@@ -101,7 +102,7 @@ class BertPackInfo(BaseModel):
     layer_norm_eps: float
     pack_bytes: int
     tensors: Layout
-    verified_against: str  # "sentence-transformers" (its saved vectors) or "the ONNX export"
+    verified_against: Reference  # torch's vectors saved by the export, or the ONNX graph
     verified_cosine: float  # min cosine to that reference on the verification texts
     min_cosine: float  # bound to sentence-transformers fp32 (angles added via the export)
 
@@ -184,9 +185,10 @@ class NumpyBertEmbedder(ExportEncoder):
     backend: str = "numpy"
 
     def __init__(self, spec: str, model_id: str, target: Path, info: ExportInfo,
-                 pack: BertPackInfo, *, max_tokens: int | None = NUMPY_MAX_TOKENS) -> None:
+                 pack: BertPackInfo, *, max_tokens: int | None = NUMPY_MAX_TOKENS,
+                 pack_file: str = PACK_FILE) -> None:
         super().__init__(spec, model_id, target, info, min_cosine=pack.min_cosine)
-        flat = np.memmap(target / PACK_FILE, dtype=np.float32, mode="r")
+        flat = np.memmap(target / pack_file, dtype=np.float32, mode="r")
         self._w = {
             name: flat[off : off + math.prod(shape)].reshape(shape)
             for name, (off, shape) in pack.tensors.items()
@@ -255,18 +257,10 @@ def read_pack_info(target: Path, fingerprint: str) -> BertPackInfo | None:
     return pack
 
 
-def open_numpy(spec: str, model_id: str, fingerprint: str) -> NumpyBertEmbedder | None:
-    """A :class:`NumpyBertEmbedder` for the model's export, or None (no pack, disabled).
-
-    None also when the ONNX export itself is disabled (``LAKEVEC_NO_ONNX``):
-    the pack is verified against it and lives in its directory.
-    """
-    if env_flag(NO_ONNX_ENV) or env_flag(NO_NUMPY_QUERY_ENV):
-        return None
-    target = export_dir(fingerprint)
-    info = read_export_info(target, fingerprint)
-    pack = None if info is None else read_pack_info(target, fingerprint)
-    if info is None or pack is None:
+def open_numpy(spec: str, model_id: str, target: Path, info: ExportInfo
+               ) -> NumpyBertEmbedder | None:
+    """A :class:`NumpyBertEmbedder` for the export at ``target``, or None (no pack, disabled)."""
+    if env_flag(NO_NUMPY_QUERY_ENV) or (pack := read_pack_info(target, info.fingerprint)) is None:
         return None
     try:
         return NumpyBertEmbedder(spec, model_id, target, info, pack)
@@ -293,7 +287,7 @@ def _write_pack(arrays: dict[str, np.ndarray], path: Path) -> Layout:
     return tensors
 
 
-def _reference(target: Path, info: ExportInfo) -> tuple[np.ndarray, str, float] | None:
+def _reference(target: Path, info: ExportInfo) -> tuple[Vectors, Reference, float] | None:
     """(vectors of VERIFY_TEXTS, what made them, that encoder's own min cosine to torch).
 
     sentence-transformers' own vectors when the export saved them; else the
@@ -316,49 +310,44 @@ def _reference(target: Path, info: ExportInfo) -> tuple[np.ndarray, str, float] 
 def prepare_numpy_pack(target: Path, info: ExportInfo, model_dir: Path) -> str:
     """Write the pack beside the export unless present; a short note on what happened.
 
-    Build time only (readers never write). Installed only when its vectors
-    match the reference (:func:`_reference`) at :data:`PACK_MIN_COSINE`,
-    batched and one by one; never raises: queries use ONNX otherwise.
+    Build time only (readers never write). The pack is written and checked
+    under a temp name, then installed (file, then its info) only when its
+    vectors match the reference (:func:`_reference`) at
+    :data:`PACK_MIN_COSINE`; never raises: queries use ONNX otherwise.
     """
     remove_stale_temp_files(target)
     if read_pack_info(target, info.fingerprint) is not None:
         return "cached"
-    tag = f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-    tmp_bin, tmp_info = target / f"{tag}-{PACK_FILE}", target / f"{tag}-{PACK_INFO}"
-    installed = False
+    tmp_bin = target / owned_temp_name(PACK_FILE)
+    tmp_info = target / owned_temp_name(PACK_INFO)
     try:
         arrays, layers, heads, eps = _pack_arrays(model_dir)
         tensors = _write_pack(arrays, tmp_bin)
         del arrays
-        pack = BertPackInfo(fingerprint=info.fingerprint, layers=layers, heads=heads,
-                            layer_norm_eps=eps, pack_bytes=tmp_bin.stat().st_size,
-                            tensors=tensors, verified_against="", verified_cosine=0.0,
-                            min_cosine=0.0)
-        os.replace(tmp_bin, target / PACK_FILE)  # unused until bert.json names it
         reference = _reference(target, info)
         if reference is None:
             return "not written (the ONNX export does not open)"
         want, against, ref_cosine = reference
+        pack = BertPackInfo(fingerprint=info.fingerprint, layers=layers, heads=heads,
+                            layer_norm_eps=eps, pack_bytes=tmp_bin.stat().st_size,
+                            tensors=tensors, verified_against=against, verified_cosine=0.0,
+                            min_cosine=0.0)
         fast = NumpyBertEmbedder(info.fingerprint, info.model_id, target, info, pack,
-                                 max_tokens=None)
-        texts = list(VERIFY_TEXTS)
-        single = np.vstack([fast.encode_batch([t]) for t in texts])
-        worst = float(min((want * fast.encode_batch(texts, batch_size=4)).sum(1).min(),
-                          (want * single).sum(1).min()))
+                                 max_tokens=None, pack_file=tmp_bin.name)
+        worst = agreement(want, fast, VERIFY_TEXTS, batch_size=4)
         if worst < PACK_MIN_COSINE:
-            return (f"not used (min cosine {worst:.7f} to {against}, "
-                    f"below {PACK_MIN_COSINE})")
+            return f"not used (min cosine {worst:.7f} to {against}, below {PACK_MIN_COSINE})"
         pack = pack.model_copy(update={
-            "verified_against": against,
             "verified_cosine": math.floor(min(worst, 1.0) * 1e7) / 1e7,
             "min_cosine": _bound(worst, ref_cosine),
         })
         tmp_info.write_text(pack.model_dump_json(indent=2), encoding="utf-8")
-        fsync_path(target / PACK_FILE)
+        fsync_path(tmp_bin)
         fsync_path(tmp_info)
+        # The file first: a reader finds it only through bert.json, which checks its size.
+        os.replace(tmp_bin, target / PACK_FILE)
         os.replace(tmp_info, target / PACK_INFO)
         fsync_path(target)
-        installed = True
         return f"written (min cosine {worst:.7f} to {against})"
     except UnsupportedModel as exc:
         return f"not used ({exc})"
@@ -367,5 +356,3 @@ def prepare_numpy_pack(target: Path, info: ExportInfo, model_dir: Path) -> str:
     finally:
         tmp_bin.unlink(missing_ok=True)
         tmp_info.unlink(missing_ok=True)
-        if not installed and read_pack_info(target, info.fingerprint) is None:
-            (target / PACK_FILE).unlink(missing_ok=True)  # never left without its info

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lakevec.embed.base import ChunkedEncoder, Vectors, clip_text, normalize, window_chars
 from lakevec.embed.leftovers import remove_stale_temp_files
-from lakevec.files import TMP_PREFIX
+from lakevec.files import owned_temp_name
 from lakevec.settings import DEFAULT_BATCH_SIZE, NO_ONNX_ENV, cache_root, env_flag
 
 EXPORT_FORMAT = 1
@@ -262,15 +262,28 @@ class OnnxEmbedder(ExportEncoder):
         return np.asarray(result[0])
 
 
-def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | None:
-    """An :class:`OnnxEmbedder` for the model, or None (no export, disabled, unusable)."""
+def agreement(want: Vectors, encoder: ChunkedEncoder, texts: Sequence[str], *,
+              batch_size: int) -> float:
+    """Min cosine of ``encoder``'s vectors of ``texts`` to ``want``, encoded both in
+    batches of ``batch_size`` (padding) and one by one: the check every derived model passes."""
+    batched = encoder.encode_batch(texts, batch_size=batch_size)
+    single = np.vstack([encoder.encode_batch([t]) for t in texts])
+    return float(min((want * batched).sum(1).min(), (want * single).sum(1).min()))
+
+
+def usable_export(fingerprint: str) -> tuple[Path, ExportInfo] | None:
+    """The model's export directory and info, or None (none, damaged, or ``LAKEVEC_NO_ONNX``)."""
     if env_flag(NO_ONNX_ENV):
         return None
     target = export_dir(fingerprint)
     info = read_export_info(target, fingerprint)
-    if info is None:
-        return None
-    return open_graph(spec, model_id, target, info)
+    return None if info is None else (target, info)
+
+
+def open_export(spec: str, model_id: str, fingerprint: str) -> OnnxEmbedder | None:
+    """An :class:`OnnxEmbedder` for the model, or None (no export, disabled, unusable)."""
+    found = usable_export(fingerprint)
+    return None if found is None else open_graph(spec, model_id, *found)
 
 
 def open_graph(
@@ -311,9 +324,7 @@ def prepare_query_model(target: Path, info: ExportInfo) -> bool:
     remove_stale_temp_files(target)
     if (target / QUERY_FILE).is_file():
         return True
-    import secrets
-
-    tmp = target / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{QUERY_FILE}"
+    tmp = target / owned_temp_name(QUERY_FILE)
     try:
         import onnxruntime as ort
 
@@ -326,8 +337,8 @@ def prepare_query_model(target: Path, info: ExportInfo) -> bool:
         ref = OnnxEmbedder(info.fingerprint, info.model_id, target, info)
         fast = OnnxEmbedder(info.fingerprint, info.model_id, target, info, model_file=tmp.name,
                             preoptimized=True)
-        texts = list(VERIFY_TEXTS)
-        if float((ref.encode_batch(texts) * fast.encode_batch(texts)).sum(1).min()) < 0.99999:
+        if agreement(ref.encode_batch(VERIFY_TEXTS), fast, VERIFY_TEXTS,
+                     batch_size=len(VERIFY_TEXTS)) < 0.99999:
             return False
         os.replace(tmp, target / QUERY_FILE)
         return True

@@ -8,7 +8,6 @@ its vectors match sentence-transformers (fp32) at ``MIN_COSINE``.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -31,13 +30,14 @@ from lakevec.embed.onnx import (
     VERIFY_TEXTS,
     ExportInfo,
     OnnxEmbedder,
+    agreement,
     export_dir,
     prepare_query_model,
     read_export_info,
 )
 from lakevec.embed.sentence import SentenceTransformerEmbedder
 from lakevec.errors import ExportError
-from lakevec.files import TMP_PREFIX, fsync_path
+from lakevec.files import fsync_path, owned_temp_name
 
 
 def _pipeline(model: Any) -> tuple[Literal["mean", "cls"], bool, bool]:
@@ -129,7 +129,7 @@ def export_model(
     remove_stale_exports(target.parent)
     model = embedder.model
     pooling, normalize_out, lowercase = _pipeline(model)
-    tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = target.parent / owned_temp_name()
     tmp.mkdir()
     try:
         _torch_export(model, tmp / MODEL_FILE, pooling, normalize_out)
@@ -158,9 +158,7 @@ def export_model(
         )
         onnx = OnnxEmbedder(embedder.spec, embedder.model_id, tmp, info)
         ref = embedder.encode_batch(texts, precision="fp32")
-        batched = onnx.encode_batch(texts, batch_size=len(texts))
-        single = np.vstack([onnx.encode_batch([t]) for t in texts])
-        worst = float(min((ref * batched).sum(1).min(), (ref * single).sum(1).min()))
+        worst = agreement(ref, onnx, texts, batch_size=len(texts))
         if worst < min_cosine:
             raise ExportError(
                 f"ONNX export differs from sentence-transformers (min cosine {worst:.5f} "

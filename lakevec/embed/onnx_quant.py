@@ -21,12 +21,10 @@ export itself was verified against sentence-transformers, so the recorded
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lakevec.embed.onnx import (
@@ -34,11 +32,12 @@ from lakevec.embed.onnx import (
     VERIFY_TEXTS,
     ExportInfo,
     OnnxEmbedder,
+    agreement,
     export_dir,
     read_export_info,
 )
 from lakevec.errors import ExportError
-from lakevec.files import TMP_PREFIX, fsync_path, write_atomic
+from lakevec.files import fsync_path, owned_temp_name, write_atomic
 from lakevec.settings import MIN_COSINE_BY_PRECISION, NO_ONNX_ENV, env_flag
 
 INT8_FILE = "model-int8.onnx"
@@ -86,7 +85,7 @@ def quantize_export(target: Path, info: ExportInfo, *, min_cosine: float | None 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     guard = MIN_COSINE_BY_PRECISION["int8"] if min_cosine is None else min_cosine
-    tmp_name = f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{INT8_FILE}"
+    tmp_name = owned_temp_name(INT8_FILE)
     tmp = target / tmp_name
     op_types = ["MatMul"]
     try:
@@ -97,11 +96,7 @@ def quantize_export(target: Path, info: ExportInfo, *, min_cosine: float | None 
         fp32 = OnnxEmbedder(info.fingerprint, info.model_id, target, info)
         int8 = OnnxEmbedder(info.fingerprint, info.model_id, target, info, model_file=tmp_name)
         ref = fp32.encode_batch(VERIFY_TEXTS, batch_size=len(VERIFY_TEXTS))
-        got = np.vstack([
-            int8.encode_batch(VERIFY_TEXTS, batch_size=len(VERIFY_TEXTS)),
-            np.vstack([int8.encode_batch([t]) for t in VERIFY_TEXTS]),
-        ])
-        worst = float((np.vstack([ref, ref]) * got).sum(1).min())
+        worst = agreement(ref, int8, VERIFY_TEXTS, batch_size=len(VERIFY_TEXTS))
         if worst < guard:
             raise ExportError(
                 f"int8 model differs from the fp32 export (min cosine {worst:.5f} < {guard})"

@@ -13,8 +13,6 @@ reaches it (the crash tests pause a builder there and kill it).
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +26,7 @@ from lakevec.clock import SYSTEM_CLOCK, Clock
 from lakevec.corpus import Corpus, embed_text
 from lakevec.embed.base import Embedder, Vectors
 from lakevec.errors import IndexCorruptError, UsageProblem
-from lakevec.files import TMP_PREFIX, fsync_path
+from lakevec.files import fsync_path, owned_temp_name
 from lakevec.index.graph import HnswGraph
 from lakevec.index.layout import (
     CURRENT_FILE,
@@ -254,7 +252,7 @@ def _build_locked(
     vectors = _assemble_vectors(plan, previous, new_vecs, model.dimension)
 
     phase("graph")
-    tmp = index_dir / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = index_dir / owned_temp_name()
     tmp.mkdir()
     graph, labels, counts, rebuilt = _update_graph(
         plan, previous, vectors, params, model.dimension, rebuild_threshold, progress

@@ -22,8 +22,6 @@ churn high enough for the graph to be rebuilt.
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,9 +45,9 @@ from lakevec.corpus import (
 )
 from lakevec.embed.base import Embedder, release_weights
 from lakevec.errors import IndexCorruptError
-from lakevec.files import TMP_PREFIX, fsync_path
+from lakevec.files import fsync_path, owned_temp_name
 from lakevec.index.build import BuildReport, update_graph
-from lakevec.index.copyrows import write_kept_records, write_kept_vectors
+from lakevec.index.copyrows import Rows, write_kept_records, write_kept_vectors
 from lakevec.index.layout import CURRENT_FILE, LOCK_FILE, clean_leftovers
 from lakevec.index.lexical import BM25Index
 from lakevec.index.manifest import BM25_DIR, ROW_FILES, CorpusInfo, Counts, HnswParams
@@ -60,7 +58,6 @@ from lakevec.index.writer import record_line, save_npy, seal_snapshot, write_bm2
 from lakevec.lines import LineScan, line_key, open_corpus
 from lakevec.locks import exclusive_lock
 
-Rows = npt.NDArray[np.int64]
 # (previous row or -1, the parsed record when the line was new, line digest)
 _Entry = tuple[int, PlaybookRecord | None, str]
 
@@ -261,7 +258,7 @@ def _update(
                               dtype=np.float32)
         release_weights(emb)  # before the graph is loaded: never both in memory
     phase("graph")
-    tmp = index_dir / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = index_dir / owned_temp_name()
     tmp.mkdir()
     kept_rows = np.flatnonzero(kept)
     fresh = np.arange(m.counts.next_label, m.counts.next_label + len(added), dtype=np.int64)

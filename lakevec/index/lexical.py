@@ -29,7 +29,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lakevec.corpus import keyword_text
-from lakevec.index.postings import SPLIT, Postings, Tokenizer, merge_postings, postings_of
+from lakevec.index.postings import Postings, Tokenizer, merge_postings, postings_of
 from lakevec.topk import Rows, Scores, top_k
 
 PARAMS_FILE = "lakevec-bm25.json"
@@ -84,27 +84,6 @@ def _stopword_set(stopwords: str | None) -> frozenset[str]:
     from bm25s.tokenization import _infer_stopwords  # other languages: bm25s's own lists
 
     return frozenset(_infer_stopwords(stopwords))
-
-
-def query_token_ids(
-    text: str,
-    vocab: Mapping[str, int],
-    stopwords: frozenset[str],
-    stem: Callable[[str], str] | None,
-) -> list[int]:
-    """The token ids bm25s's tokenizer gives ``text`` against a fixed vocabulary.
-
-    Stop words and unknown stems are skipped; repeated words count
-    repeatedly, as in bm25s.
-    """
-    ids = []
-    for word in SPLIT.findall(text.lower()):
-        if word in stopwords:
-            continue
-        found = vocab.get(stem(word) if stem is not None else word)
-        if found is not None:
-            ids.append(found)
-    return ids
 
 
 class BM25Index:
@@ -218,10 +197,12 @@ class BM25Index:
         return self._vocab
 
     def _query_ids(self, queries: Sequence[str]) -> list[list[int]]:
+        """Each query's term ids; unknown terms are skipped, repeats count again (bm25s)."""
+        vocab, tokenizer = self.vocab, self.tokenizer()
         # Format 1 maps token-less text to bm25s's empty token; never match on it.
-        empty = self.vocab.get("")
+        empty = vocab.get("")
         return [
-            [i for i in query_token_ids(q, self.vocab, self._stop, self._stem) if i != empty]
+            [i for t in tokenizer.terms(q) if (i := vocab.get(t)) is not None and i != empty]
             for q in queries
         ]
 

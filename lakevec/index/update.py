@@ -113,15 +113,16 @@ def index_corpus(
         embedder = load_embedder(_model_spec(index_dir, model, full), precision=precision)
     if ray is not None and not isinstance(embedder, RayEmbedder):
         embedder = RayEmbedder(embedder, ray)
+    params = _params(index_dir, hnsw, full)
     small = None if full else small_update(
         corpus_path, index_dir, embedder, fmt=corpus_format, strict=strict,
-        params=_params(index_dir, hnsw, full), keep=keep, rebuild_threshold=rebuild_threshold,
+        params=params, keep=keep, rebuild_threshold=rebuild_threshold,
         lock_timeout=lock_timeout, batch_size=batch_size, progress=progress, clock=clock,
         on_phase=on_phase,
     )
     report = small if small is not None else _general_build(
         corpus_path, index_dir, embedder, corpus_format=corpus_format, strict=strict,
-        full=full, params=_params(index_dir, hnsw, full), progress=progress, keep=keep,
+        full=full, params=params, progress=progress, keep=keep,
         rebuild_threshold=rebuild_threshold, lock_timeout=lock_timeout, batch_size=batch_size,
         clock=clock, on_phase=on_phase,
     )

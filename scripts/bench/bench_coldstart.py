@@ -106,6 +106,14 @@ def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, s
     return cmds
 
 
+def query_backend() -> str:
+    """The backend a fresh process embeds queries with (an unreadable pack means ONNX)."""
+    code = ("from lakevec.embed.loader import load_query_embedder\n"
+            "print(load_query_embedder(None).backend)")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def run_once(argv: list[str], env_changes: dict[str, str | None]) -> float:
     env = dict(os.environ)
     for key, value in env_changes.items():
@@ -140,6 +148,10 @@ def main() -> None:
     cmds = commands(args)
     for argv, env in cmds.values():  # warm-up: page cache, ONNX export, bytecode
         run_once(argv, env)
+    # Recorded, since an unusable pack silently falls back to ONNX (the rows would
+    # then time the same backend twice).
+    backend = query_backend()
+    print(f"default query backend: {backend}", file=sys.stderr)
     times: dict[str, list[float]] = {name: [] for name in cmds}
     loads = []
     names = list(cmds)
@@ -168,6 +180,7 @@ def main() -> None:
                 ratio_key = f"ratio_vs[{seed_name.partition(': ')[2]}]"
                 rows[name][ratio_key] = round(median(ratios), 3)
     result = {"machine": cpu_line(), "rounds": args.rounds, "task": TASK,
+              "query_backend": backend,
               "load_average_per_round": loads, "commands": {k: " ".join(v[0]) for k, v in
                                                             cmds.items()}, "results": rows}
     out = save_result("bench_coldstart", result)
