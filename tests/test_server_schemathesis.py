@@ -7,18 +7,21 @@ content type, response schema) and must not be a server error.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth
 
 from lakevec.embed.hashing import HashEmbedder
 from lakevec.index.update import index_corpus
 from lakevec.service.app import create_app
+from lakevec.service.schemas import ReplayBody, SearchRequest
 from lakevec.service.settings import ServerSettings
 from tests.conftest import SAMPLE_CORPUS
 
@@ -65,3 +68,32 @@ def test_api_never_5xx(tmp_path: Path, mode: GenerationMode) -> None:
             assert response.status_code < 500, (case.body, response.text)
 
         check()
+
+
+@pytest.mark.parametrize("model, field", [(ReplayBody, "task"), (SearchRequest, "query")])
+def test_schema_and_server_agree_on_blank_text(model: type[BaseModel], field: str) -> None:
+    """Each character is blank for the published pattern exactly when the server says so.
+
+    A schemathesis find: "\\x1d" matched the schema's ``\\S`` (ECMA and Rust regex
+    read it as Unicode White_Space, which U+001C-U+001F are not) while
+    ``str.strip()`` removed it, so a schema-valid request got a 422. The pattern
+    is checked in Python's engine and in pydantic's Rust one (ECMA-like ``\\s``).
+    """
+    text = model.model_json_schema()["properties"][field]["pattern"]
+    python = re.compile(text)
+    rust = TypeAdapter(Annotated[str, StringConstraints(pattern=text)])
+    server = TypeAdapter(model)
+    chars = [chr(i) for i in range(0x3100) if not 0xD800 <= i <= 0xDFFF] + ["\ufeff", "\U0010ffff"]
+    for char in chars:
+        blank = not char.strip()
+        assert (python.search(char) is None) == blank, hex(ord(char))
+        assert _accepts(rust, char) != blank, hex(ord(char))
+        assert _accepts(server, {field: char}) != blank, hex(ord(char))
+
+
+def _accepts(adapter: TypeAdapter[Any], value: object) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True

@@ -61,6 +61,13 @@ RETRIEVER_DOC = (
 )
 
 
+#: Matches one character ``str.strip()`` keeps: Python's whitespace spelled out,
+#: so the published schema, pydantic's regex engine and the blank check below
+#: agree on every character (``\S`` differs between them: U+001C-U+001F, U+0085,
+#: U+FEFF).
+NOT_BLANK = r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
 def _utf8_text(value: str, what: str) -> str:
     # JSON "\ud800" decodes to a lone surrogate, which no tokenizer (and no
     # UTF-8 log) accepts: reject it as a client error rather than fail later.
@@ -118,7 +125,7 @@ class SearchRequest(_Body):
         },
     }})
 
-    query: StrictStr = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S")
+    query: StrictStr = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)
     k: JsonInt = Field(
         DEFAULT_SEARCH_K, ge=1, le=MAX_K,
         description=f"results wanted (1..{MAX_K}); fewer when the index is smaller",
@@ -190,7 +197,7 @@ class SearchResponse(BaseModel):
 class ReplayBody(_Body):
     """A replay request: the CLI's ``lakevec replay`` flags as JSON."""
 
-    task: StrictStr = Field(min_length=1, max_length=MAX_SERVED_TASK_CHARS, pattern=r"\S")
+    task: StrictStr = Field(min_length=1, max_length=MAX_SERVED_TASK_CHARS, pattern=NOT_BLANK)
     local_only: StrictBool = False
     allow_escalation: StrictBool = False
     no_retrieval: StrictBool = False
